@@ -28,6 +28,8 @@ from .volume import Volume
 _LAZY = {
     "read_volume": "io",
     "write_volume": "io",
+    "read_png_subjects": "io",
+    "read_npz_case": "io",
     "Normalizer": "normalize",
     "NoiseModel": "noise",
     "GaussianNoise": "noise",

@@ -1,0 +1,127 @@
+"""Atomic output: write to a temporary sibling, then rename it onto the target.
+
+Every writer in :mod:`data_pipelines.io` (and the CLI, tiled inference, ...) writes through
+:func:`atomic_path`, so a failure part-way never leaves a half-written file or folder, and
+an existing output is never replaced without ``force``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import OutputExistsError, VolumeWriteError
+
+__all__ = ["atomic_path", "check_writable"]
+
+_TMP_PREFIX = ".tmp-"
+
+
+def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
+    """Check that ``path`` may be written, without writing anything.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file or folder.
+    force : bool
+        Allow replacing an existing output.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a Path.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is False.
+    VolumeWriteError
+        The parent folder does not exist.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: output exists; pass force=True to replace it")
+    if not path.parent.is_dir():
+        raise VolumeWriteError(f"{path}: parent folder {path.parent} does not exist")
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextmanager
+def atomic_path(
+    path: str | os.PathLike, force: bool = False, directory: bool = False
+) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary name is ``.tmp-<random>-<name>`` in the same folder, so it keeps the
+    target's suffixes (``.nii.gz``, ``.npz``) that format libraries look at, and the final
+    :func:`os.replace` is a same-filesystem rename. If the body raises, the temporary file or
+    folder is removed and the exception propagates; the target is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final output file or folder.
+    force : bool
+        Replace an existing ``path`` (a folder is replaced as a whole).
+    directory : bool
+        Create the temporary path as an empty folder (for one-file-per-slice outputs).
+
+    Yields
+    ------
+    pathlib.Path
+        Temporary path to write to.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is False (checked before and again after writing).
+    VolumeWriteError
+        The parent folder does not exist, or the body wrote nothing at the temporary path.
+
+    Examples
+    --------
+    >>> with atomic_path("out.npy") as tmp:          # doctest: +SKIP
+    ...     np.save(tmp, array)
+    """
+    final = check_writable(path, force)
+    tmp = final.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}"
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise VolumeWriteError(f"{final}: the writer produced no output at {tmp}")
+        _commit(tmp, final, force)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _commit(tmp: Path, final: Path, force: bool) -> None:
+    """Rename ``tmp`` onto ``final``; an existing folder is moved aside first."""
+    if final.exists() and not force:
+        raise OutputExistsError(f"{final}: output appeared while writing; pass force=True")
+    if final.is_dir() and not final.is_symlink():
+        aside = final.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-old-{final.name}"
+        os.replace(final, aside)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(aside, final)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        if tmp.is_dir() and final.exists():
+            final.unlink()
+        os.replace(tmp, final)
