@@ -1,0 +1,121 @@
+"""Describe a built or reloaded model from its inputs and layer graph (``describe``)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+_CONV = (layers.Conv2D, layers.Conv3D)
+_CONV_TRANSPOSE = (layers.Conv2DTranspose, layers.Conv3DTranspose)
+_POOL = (
+    layers.MaxPooling2D,
+    layers.MaxPooling3D,
+    layers.AveragePooling2D,
+    layers.AveragePooling3D,
+)
+_UPSAMPLE = (layers.UpSampling2D, layers.UpSampling3D)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What callers need to know about a denoising model.
+
+    Attributes
+    ----------
+    name : str
+        Architecture name (the model's name: "unet", "respr_unet", ...).
+    ndim : int
+        Spatial dimensions, 2 or 3.
+    channels : int
+        Channels of the ``"noisy"`` input (and of the output).
+    needs_prior : bool
+        True when the model has a ``"prior"`` input (call it with ``{"noisy": x, "prior": p}``).
+    divisor : int
+        Every spatial size of the input must be a multiple of this.
+    receptive_field : int
+        Voxels along one axis that influence one output voxel (use it to choose tile overlap).
+    """
+
+    name: str
+    ndim: int
+    channels: int
+    needs_prior: bool
+    divisor: int
+    receptive_field: int
+
+
+def describe(model: keras.Model) -> ModelInfo:
+    """Describe ``model`` from its inputs and its layer graph.
+
+    Works on a freshly built model and on one loaded from a ``.keras`` file, as it reads only
+    what is saved: the input layers and the layers' configurations.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model with an image input named ``"noisy"`` (and optionally ``"prior"``).
+
+    Returns
+    -------
+    ModelInfo
+    """
+    inputs = {tensor.name: tensor for tensor in model.inputs}
+    if "noisy" not in inputs:
+        raise ValueError(
+            f"model {model.name!r} has inputs {sorted(inputs)}; expected one named 'noisy'"
+        )
+    shape = inputs["noisy"].shape
+    divisor, receptive_field = _graph_geometry(model)
+    return ModelInfo(
+        name=model.name,
+        ndim=len(shape) - 2,
+        channels=int(shape[-1]),
+        needs_prior="prior" in inputs,
+        divisor=divisor,
+        receptive_field=receptive_field,
+    )
+
+
+def _graph_geometry(model: keras.Model) -> tuple[int, int]:
+    """Return ``(divisor, receptive_field)`` along the first spatial axis of ``model``.
+
+    Walks the functional graph from the outputs back to the inputs. Each tensor carries
+    ``(rf, jump)``: the receptive field in input voxels and the input-voxel distance between
+    neighbouring voxels of the tensor. The divisor is the largest ``jump`` met on the way.
+    """
+    memo: dict[int, tuple[float, float]] = {}
+    jumps: list[float] = [1.0]
+
+    def geometry(tensor) -> tuple[float, float]:
+        key = id(tensor)
+        if key not in memo:
+            history = tensor._keras_history
+            layer = history.operation
+            node = layer._inbound_nodes[history.node_index]
+            parents = [geometry(parent) for parent in node.input_tensors]
+            rf = max((p[0] for p in parents), default=1.0)
+            jump = max((p[1] for p in parents), default=1.0)
+            memo[key] = _layer_step(layer, rf, jump)
+            jumps.append(memo[key][1])
+        return memo[key]
+
+    rf = max(geometry(tensor)[0] for tensor in model.outputs)
+    return int(round(max(jumps))), int(math.ceil(rf))
+
+
+def _layer_step(layer: keras.layers.Layer, rf: float, jump: float) -> tuple[float, float]:
+    """Propagate ``(rf, jump)`` through one layer (first spatial axis)."""
+    if isinstance(layer, _CONV_TRANSPOSE):
+        stride = layer.strides[0]
+        span = math.ceil(layer.kernel_size[0] / stride) - 1
+        return rf + span * jump, jump / stride
+    if isinstance(layer, _CONV):
+        kernel, dilation, stride = layer.kernel_size[0], layer.dilation_rate[0], layer.strides[0]
+        return rf + (kernel - 1) * dilation * jump, jump * stride
+    if isinstance(layer, _POOL):
+        return rf + (layer.pool_size[0] - 1) * jump, jump * layer.strides[0]
+    if isinstance(layer, _UPSAMPLE):
+        return rf, jump / layer.size[0]
+    return rf, jump

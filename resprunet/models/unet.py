@@ -1,0 +1,168 @@
+"""U-Net for 2D images and 3D volumes (one builder, ``ndim`` picks the dimensionality)."""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .blocks import (
+    FINAL_ACTIVATIONS,
+    KerasTensor,
+    check_choice,
+    check_ndim,
+    check_positive,
+    conv_unit,
+    image_input,
+    max_pool,
+    output_head,
+    upsample,
+)
+
+UPSAMPLING = ("nearest", "transpose")
+POOLING = ("max", "conv")
+
+
+def check_unet_options(
+    ndim: int, depth: int, filters: int, upsampling: str, pooling: str, final_activation: str | None
+) -> None:
+    """Validate the options shared by :func:`unet` and :func:`respr_unet`."""
+    check_ndim(ndim)
+    check_positive("depth", depth)
+    check_positive("filters", filters)
+    check_choice("upsampling", upsampling, UPSAMPLING)
+    check_choice("pooling", pooling, POOLING)
+    check_choice("final_activation", final_activation, FINAL_ACTIVATIONS)
+
+
+def _up_stage(
+    x: KerasTensor, ndim: int, width: int, out_width: int, batch_norm: bool, upsampling: str
+) -> KerasTensor:
+    """Leave a level of width ``width`` upwards, arriving with ``out_width`` channels."""
+    if upsampling == "nearest":
+        # The original ResPr-UNet order: the channel-reducing 3x3 conv runs at the coarse
+        # resolution, then nearest upsampling (same weights as upsample-then-conv, less compute).
+        x = conv_unit(x, ndim, out_width, batch_norm=batch_norm)
+        return upsample(ndim)(x)
+    x = conv_unit(x, ndim, width, batch_norm=batch_norm)
+    return conv_unit(
+        x, ndim, out_width, kernel_size=2, strides=2, batch_norm=batch_norm, transpose=True
+    )
+
+
+def unet_features(
+    x: KerasTensor,
+    ndim: int,
+    *,
+    depth: int,
+    filters: int,
+    batch_norm: bool,
+    upsampling: str,
+    pooling: str,
+) -> KerasTensor:
+    """The U-Net trunk: encoder, bottom and decoder, returning ``filters`` feature channels.
+
+    Level ``i`` (0 = full resolution) has ``filters * 2**i`` channels; there are ``depth``
+    downsamplings, so ``depth + 1`` resolution levels and spatial sizes must be multiples of
+    ``2**depth``. Encoder level: two 3x3 conv units, kept as skip, then 2x max pooling or a
+    2x2 stride-2 conv unit. Bottom and decoder levels: a 3x3 conv unit of the level's width,
+    then the way up to the next finer level (``"nearest"``: 3x3 conv unit to the finer width,
+    then 2x nearest upsampling; ``"transpose"``: 3x3 conv unit, then a 2x2 stride-2 transposed
+    conv unit to the finer width), concatenated with the skip. The finest decoder level ends
+    with two 3x3 conv units of ``filters`` channels. A conv unit is conv, optional batch norm, ReLU.
+
+    Parameters
+    ----------
+    x : KerasTensor
+        ``(batch,) + spatial + (c,)``, spatial sizes multiples of ``2**depth``.
+    ndim : int
+        Spatial dimensions, 2 or 3.
+    depth, filters, batch_norm, upsampling, pooling
+        As for :func:`unet`.
+
+    Returns
+    -------
+    KerasTensor
+        ``(batch,) + spatial + (filters,)``.
+    """
+    widths = [filters * 2**level for level in range(depth + 1)]
+    skips = []
+    for level in range(depth):
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
+        skips.append(x)
+        if pooling == "max":
+            x = max_pool(ndim)(x)
+        else:
+            x = conv_unit(x, ndim, widths[level], kernel_size=2, strides=2, batch_norm=batch_norm)
+    for level in range(depth, 0, -1):
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
+        x = _up_stage(x, ndim, widths[level], widths[level - 1], batch_norm, upsampling)
+        x = layers.Concatenate()([skips[level - 1], x])
+    x = conv_unit(x, ndim, widths[0], batch_norm=batch_norm)
+    return conv_unit(x, ndim, widths[0], batch_norm=batch_norm)
+
+
+def unet(
+    ndim: int = 2,
+    *,
+    channels: int = 1,
+    filters: int = 32,
+    depth: int = 3,
+    batch_norm: bool = True,
+    upsampling: str = "nearest",
+    pooling: str = "max",
+    residual: bool = True,
+    final_activation: str | None = None,
+) -> keras.Model:
+    """Build a 2D or 3D U-Net denoiser.
+
+    Project defaults: 4 resolution levels (``depth=3``), batch normalisation, global residual
+    (``out = noisy + net(noisy)``), 32 base filters. The ``seed`` preset (the original
+    ResPr-UNet code's U-Net: 3 resolution levels = ``depth=2``, no batch norm, no residual,
+    max pooling, nearest upsampling) has 332,641 parameters in 2D and 996,769 in 3D.
+
+    Parameters
+    ----------
+    ndim : int
+        2 for images ``(batch, y, x, channels)``, 3 for volumes ``(batch, z, y, x, channels)``.
+    channels : int
+        Input and output channels.
+    filters : int
+        Channels of the full-resolution level; doubled at every coarser level.
+    depth : int
+        Number of 2x downsamplings. Every spatial size must be a multiple of ``2**depth``.
+    batch_norm : bool
+        Batch normalisation after every convolution (before its ReLU).
+    upsampling : {"nearest", "transpose"}
+        Nearest upsampling with a 3x3 convolution, or a 2x2 stride-2 transposed convolution.
+    pooling : {"max", "conv"}
+        2x max pooling, or a learned 2x2 stride-2 convolution.
+    residual : bool
+        Add the input to the output (the network learns the noise).
+    final_activation : {None, "sigmoid", "relu"}
+        Applied last (after the residual sum).
+
+    Returns
+    -------
+    keras.Model
+        Named ``"unet"``, one input ``"noisy"`` of shape ``(None,) * ndim + (channels,)``,
+        float32 output of the same shape.
+    """
+    check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation)
+    noisy = image_input(ndim, channels, "noisy")
+    features = unet_features(
+        noisy,
+        ndim,
+        depth=depth,
+        filters=filters,
+        batch_norm=batch_norm,
+        upsampling=upsampling,
+        pooling=pooling,
+    )
+    out = output_head(
+        features,
+        ndim,
+        channels,
+        skip=noisy if residual else None,
+        final_activation=final_activation,
+    )
+    return keras.Model(noisy, out, name="unet")
