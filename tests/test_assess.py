@@ -1,0 +1,197 @@
+"""The assess API: reports equal the metrics module, files and figures, prior checks, models."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+import data_pipelines as dp
+from resprunet.assess import AssessError, Case, Method, MissingPriorError, Report, assess
+from resprunet.assess import metrics as M
+from resprunet.variational import tv_denoise
+
+METRICS = ("psnr", "ssim", "nrmse", "relative_error")
+
+
+def _cases() -> list[Case]:
+    """A 2D camera case and a (12, 40, 40) camera-window volume, both with priors."""
+    rng = np.random.default_rng(0)
+    cam = data.camera().astype(np.float64) / 255.0
+    img = cam[200:264, 180:244]
+    vol = np.stack([cam[150 + 2 * k : 190 + 2 * k, 200:240] for k in range(12)])
+    return [
+        Case(img, img + 0.1 * rng.standard_normal(img.shape), prior=cam[202:266, 180:244], name="slice 1"),
+        Case(vol, vol + 0.05 * rng.standard_normal(vol.shape), prior=dp.neighbour_slice_prior(vol), name="vol"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    methods = [
+        Method.tv(0.08),
+        Method.spade(0.1, 0.5),
+        Method("scaled", lambda noisy, prior=None: 0.9 * noisy),
+    ]
+    return assess(methods, _cases(), metrics=METRICS, progress=False)
+
+
+def test_report_rows_equal_the_metrics_module(report):
+    assert report.methods == ["noisy", "tv", "spade", "scaled"]
+    assert len(report.rows) == 8
+    for case in report.cases:
+        for method in ("tv", "spade", "scaled"):
+            out = report.outputs[case.name][method]
+            assert report.value(case.name, method, "psnr") == pytest.approx(M.psnr(case.clean, out, 1.0), abs=1e-12)
+            assert report.value(case.name, method, "ssim") == pytest.approx(M.ssim(case.clean, out, 1.0), abs=1e-12)
+            assert report.value(case.name, method, "relative_error") == pytest.approx(
+                M.relative_error(case.clean, out), abs=1e-12)
+            assert report.value(case.name, method, "time_s") > 0
+            assert report.value(case.name, method, "peak_mb") >= 0
+        assert report.value(case.name, "noisy", "psnr") == pytest.approx(M.psnr(case.clean, case.noisy, 1.0))
+    tv_out = tv_denoise(report.cases[0].noisy, 0.08)
+    np.testing.assert_allclose(report.outputs["slice 1"]["tv"], tv_out)
+    np.testing.assert_allclose(report.outputs["vol"]["scaled"], 0.9 * report.cases[1].noisy)
+    # the 3D case is scored with a true 3D SSIM, the 2D case with a 2D SSIM
+    vol = report.cases[1]
+    assert report.value("vol", "tv", "ssim") == pytest.approx(M.ssim_3d(vol.clean, report.outputs["vol"]["tv"], 1.0))
+    assert report.best("slice 1", "psnr") in ("tv", "spade")
+
+
+def test_markdown_csv_and_json_hold_the_rows(report, tmp_path):
+    text = report.to_markdown()
+    assert "| case | method | PSNR (dB) | SSIM | NRMSE | rel. error (%) | time (s) | peak mem (MiB) |" in text
+    psnr_tv = report.value("vol", "tv", "psnr")
+    assert "| vol | tv | " in text and f"{psnr_tv:.2f}" in text
+    assert "Mean over cases" in text and "tracemalloc" in text
+    best = report.best("vol", "psnr")
+    assert f"| vol | {best} | **{report.value('vol', best, 'psnr'):.2f}**" in text
+
+    with open(report.to_csv(tmp_path / "r.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["case"], r["method"]) for r in rows] == [(r["case"], r["method"]) for r in report.rows]
+    for got, want in zip(rows, report.rows):
+        for column in (*METRICS, "time_s", "peak_mb"):
+            assert float(got[column]) == pytest.approx(want[column], rel=1e-12)
+
+    blob = json.loads(report.to_json(tmp_path / "r.json").read_text())
+    assert blob["metrics"] == list(METRICS) and blob["data_range"] == 1.0
+    assert blob["rows"] == report.rows
+    assert [c["shape"] for c in blob["cases"]] == [[64, 64], [12, 40, 40]]
+    assert {r["method"] for r in blob["summary"]} == {"noisy", "tv", "spade", "scaled"}
+
+
+def test_plot_writes_one_png_per_case_and_a_chart(report, tmp_path):
+    paths = report.plot(tmp_path / "figs")
+    assert [p.name for p in paths] == ["slice_1.png", "vol.png", "metrics.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(p.name for p in paths)
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 200
+
+
+def test_mask_restricts_every_metric():
+    case = _cases()[0]
+    mask = case.clean > 0.3
+    rep = assess([Method.tv(0.08)], [case], metrics=METRICS, mask=lambda clean: clean > 0.3, progress=False)
+    out = rep.outputs[case.name]["tv"]
+    assert rep.value(case.name, "tv", "psnr") == pytest.approx(M.psnr(case.clean, out, 1.0, mask=mask))
+    assert rep.value(case.name, "tv", "ssim") == pytest.approx(M.ssim_2d(case.clean, out, 1.0, mask=mask))
+    assert rep.value(case.name, "tv", "relative_error") == pytest.approx(M.relative_error(case.clean, out, mask=mask))
+    assert rep.value(case.name, "tv", "psnr") != pytest.approx(M.psnr(case.clean, out, 1.0))
+
+
+def test_a_method_needing_a_prior_fails_before_any_work():
+    calls = []
+    counting = Method("counting", lambda noisy, prior=None: calls.append(1) or noisy)
+    case = _cases()[0]
+    no_prior = Case(case.clean, case.noisy, name="bare")
+    with pytest.raises(MissingPriorError, match="'spade' on case 'bare'"):
+        assess([counting, Method.spade(0.1, 0.5)], [case, no_prior], progress=False)
+    assert calls == []
+    with pytest.raises(MissingPriorError, match="needs a prior"):
+        Method.spade(0.1, 0.5)(case.noisy)
+
+
+def test_bad_requests_are_refused():
+    case = _cases()[0]
+    with pytest.raises(AssessError, match="unknown metric"):
+        assess([Method.tv(0.1)], [case], metrics=("psnr", "sharpness"), progress=False)
+    with pytest.raises(AssessError, match="unique"):
+        assess([Method.tv(0.1), Method.tv(0.2)], [case], progress=False)
+    with pytest.raises(dp.ShapeMismatchError, match="prior has shape"):
+        Case(case.clean, case.noisy, prior=case.clean[:-1], name="bad")
+    with pytest.raises(dp.ShapeMismatchError, match="returned shape"):
+        assess([Method("crop", lambda noisy, prior=None: noisy[1:])], [case], progress=False)
+
+
+def test_case_from_files_reads_and_normalises(tmp_path):
+    case = _cases()[0]
+    for name, arr in (("clean", case.clean), ("noisy", case.noisy), ("prior", case.prior)):
+        np.save(tmp_path / f"{name}.npy", (arr * 1000).astype(np.float32))
+    loaded = Case.from_files(tmp_path / "clean.npy", tmp_path / "noisy.npy", tmp_path / "prior.npy")
+    assert loaded.name == "clean" and loaded.clean.shape == (64, 64)
+    np.testing.assert_allclose(loaded.noisy, case.noisy * 1000, rtol=1e-6)
+    scaled = Case.from_files(tmp_path / "clean.npy", tmp_path / "noisy.npy", normalizer=dp.Normalizer.minmax(),
+                             name="n")
+    assert scaled.prior is None and scaled.clean.min() == pytest.approx(0) and scaled.clean.max() == pytest.approx(1)
+    lo, hi = (case.clean * 1000).min(), (case.clean * 1000).max()
+    np.testing.assert_allclose(scaled.noisy, (case.noisy * 1000 - lo) / (hi - lo), atol=1e-5)
+
+
+def test_keras_models_fit_behind_method():
+    keras = pytest.importorskip("keras")
+    from resprunet import models
+    from resprunet.inference import predict_volume
+
+    keras.utils.set_random_seed(0)
+    unet = models.build("unet", ndim=2, filters=4, depth=1)
+    respr = models.build("respr_unet", ndim=2, filters=4, depth=1)
+    case = _cases()[1]
+    plain, with_prior = Method.from_model(unet, name="unet2d"), Method.from_model(respr)
+    assert not plain.needs_prior and with_prior.needs_prior and with_prior.name == respr.name
+    noisy = case.noisy.astype(np.float32)
+    slice_wise = np.stack([predict_volume(unet, s, progress=False) for s in noisy])
+    np.testing.assert_allclose(plain(case.noisy), slice_wise, atol=1e-5)
+    rep = assess([plain, with_prior], [case], metrics=("psnr",), progress=False)
+    np.testing.assert_allclose(rep.outputs["vol"][respr.name],
+                               predict_volume(respr, noisy, prior=case.prior.astype(np.float32), progress=False),
+                               atol=1e-5)
+
+
+def test_tuned_baselines_use_the_validation_case_only():
+    from resprunet.assess import tuned_baselines
+    from resprunet.variational import tune_on_validation
+
+    validation, test = _cases()[0], _cases()[1]
+    methods, params = tuned_baselines(validation, 0.1, ["tv", "spade", "wavelet"])
+    assert [m.name for m in methods] == ["tv", "spade", "wavelet"] and methods[1].needs_prior
+    expected = tune_on_validation(tv_denoise, validation.clean, validation.noisy,
+                                  {"weight": [0.04, 0.06, 0.08, 0.1, 0.13]})
+    assert params["tv"] == pytest.approx(expected) and params["wavelet"] == {"sigma": 0.1}
+    np.testing.assert_allclose(methods[0](test.noisy), tv_denoise(test.noisy, params["tv"]["weight"]))
+    estimated, est_params = tuned_baselines(validation, None, ["tv", "wavelet"])  # sigma from the data
+    assert [m.name for m in estimated] == ["tv", "wavelet"]
+    assert est_params["wavelet"] == {"sigma": None} and 0.02 <= est_params["tv"]["weight"] <= 0.2
+    with pytest.raises(ValueError, match="needs a prior"):
+        tuned_baselines(Case(validation.clean, validation.noisy), 0.1, ["spade"])
+    with pytest.raises(ValueError, match="bm4d"):
+        tuned_baselines(validation, 0.1, ["bm4d"])
+
+
+def test_concat_and_save_write_every_file(tmp_path):
+    cases = _cases()
+    parts = [assess([Method.tv(w)], [c], metrics=("psnr",), progress=False) for w, c in zip((0.05, 0.08), cases)]
+    merged = Report.concat(parts)
+    assert [c.name for c in merged.cases] == ["slice 1", "vol"] and len(merged.rows) == 4
+    paths = merged.save(tmp_path / "out", preamble="# title\n\n", summary=False)
+    text = paths["markdown"].read_text()
+    assert text.startswith("# title\n\n| case | method | PSNR (dB)") and "Mean over cases" not in text
+    assert len(list(csv.DictReader(paths["csv"].open()))) == 4
+    assert json.loads(paths["json"].read_text())["rows"] == merged.rows
+    assert sorted(p.name for p in paths["figures"].iterdir()) == ["metrics.png", "slice_1.png", "vol.png"]
+    with pytest.raises(ValueError, match="repeat"):
+        Report.concat([parts[0], parts[0]])
