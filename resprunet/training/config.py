@@ -1,0 +1,419 @@
+"""Training configuration: nested dataclasses <-> YAML, with typed ``--set a.b=c`` overrides.
+
+A configuration is reproducible: :func:`save_config` writes the resolved values (defaults
+filled in, overrides applied) and :func:`load_config` reads them back to an equal object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from data_pipelines.io.atomic import atomic_path
+
+LOSSES = ("mse", "mae", "l1_ssim")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+SCHEDULES = ("constant", "cosine", "exponential")
+PRIORS = (None, "neighbour")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is unknown or has the wrong type."""
+
+
+@dataclass
+class DataConfig:
+    """What to train on and how to corrupt it.
+
+    Attributes
+    ----------
+    train, val : list of str
+        Sample names (see ``data_pipelines.list_samples()``) or file paths. When ``val`` is
+        empty, ``val_fraction`` of the training volumes (whole volumes/subjects) is held out.
+    patch_shape : list of int
+        Training patch ``(z, y, x)`` for 3D models or ``(y, x)`` for 2D models, in voxels.
+    val_patch_shape : list of int or None
+        Validation patch shape (None: ``patch_shape``), e.g. for a validation volume with
+        fewer slices than the training patch.
+    noise : dict
+        ``data_pipelines.NoiseModel.from_dict`` spec; sigma in normalised units [0, 1]
+        (``{"kind": "gaussian", "sigma": 0.1}`` is "10 % noise").
+    eval_noise : dict or None
+        Noise for the final whole-volume evaluation (None: ``noise``).
+    prior : {None, "neighbour"}
+        Second model input: the neighbour-slice prior computed from the noisy volume.
+    prior_options : dict
+        Keyword arguments of ``data_pipelines.neighbour_slice_prior`` (size, decay, include_self).
+    normalize : dict
+        ``{"method": "percentile"|"ct"|"minmax", ...}``; the other keys are the arguments of
+        the ``data_pipelines.Normalizer`` constructor of that name.
+    batch_size : int
+        Global batch size (split over replicas).
+    patches_per_epoch : int
+        Training patches per epoch; ``ceil(patches_per_epoch / batch_size)`` steps.
+    val_patches : int
+        Fixed validation patches (same crops and noise every epoch).
+    foreground : float
+        Passed to ``make_dataset(foreground=...)``: how strongly patches favour foreground.
+    augment : bool
+        Random flips (and rotations where isotropic) of training patches.
+    """
+
+    train: list[str] = field(default_factory=lambda: ["mni152_t1"])
+    val: list[str] = field(default_factory=lambda: ["epi"])
+    val_fraction: float = 0.2
+    patch_shape: list[int] = field(default_factory=lambda: [16, 64, 64])
+    val_patch_shape: list[int] | None = None
+    noise: dict[str, Any] = field(default_factory=lambda: {"kind": "gaussian", "sigma": 0.1})
+    eval_noise: dict[str, Any] | None = None
+    prior: str | None = None
+    prior_options: dict[str, Any] = field(default_factory=dict)
+    normalize: dict[str, Any] = field(
+        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
+    )
+    batch_size: int = 4
+    patches_per_epoch: int = 256
+    val_patches: int = 16
+    foreground: float = 0.0
+    augment: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """``resprunet.models.build(name, ndim, **options)``.
+
+    In YAML and in ``--set``, keys other than ``name``/``ndim``/``options`` are model options:
+    ``model.filters=16`` is the same as ``model.options.filters=16``.
+    """
+
+    name: str = "unet"
+    ndim: int = 3
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with a learning-rate schedule over all training steps.
+
+    Attributes
+    ----------
+    learning_rate : float
+        Initial learning rate.
+    schedule : {"constant", "cosine", "exponential"}
+        Decay from ``learning_rate`` to ``learning_rate * final_fraction`` at the last step.
+    final_fraction : float
+        Final learning rate as a fraction of the initial one (cosine ``alpha``).
+    """
+
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    final_fraction: float = 0.05
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (0: off)."""
+
+    patience: int = 0
+    monitor: str = "val_psnr"
+    min_delta: float = 0.0
+
+
+@dataclass
+class CallbackConfig:
+    """TensorBoard extras.
+
+    Attributes
+    ----------
+    histogram_freq : int
+        Weight histograms every N epochs (0: none).
+    image_panel : bool
+        Write a noisy | prior | denoised | clean panel of fixed validation samples per epoch.
+    panel_samples : int
+        Number of validation samples in the panel.
+    profile_batch : list of int or None
+        ``[first, last]`` training batches (1-based, first epoch) to trace with the profiler.
+    """
+
+    histogram_freq: int = 0
+    image_panel: bool = True
+    panel_samples: int = 2
+    profile_batch: list[int] | None = None
+
+
+@dataclass
+class RunConfig:
+    """Run directory ``<root>/<name>/<UTC timestamp>/``."""
+
+    root: str = "runs"
+    name: str = "unet_3d"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; see the section dataclasses for the fields."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: str = "mse"
+    epochs: int = 10
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    precision: str = "float32"
+    strategy: str = "default"
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+    seed: int = 0
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a nested dict; unknown keys and wrong types raise :class:`ConfigError`."""
+        return _build(cls, values, "")
+
+
+def _choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"config {key}={value!r} is not one of {choices}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Check the values that have a fixed set of choices or a range.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the value and what was expected.
+    """
+    _choice("loss", config.loss, LOSSES)
+    _choice("precision", config.precision, PRECISIONS)
+    _choice("strategy", config.strategy, STRATEGIES)
+    _choice("optimizer.schedule", config.optimizer.schedule, SCHEDULES)
+    _choice("data.prior", config.data.prior, PRIORS)
+    _choice("model.ndim", config.model.ndim, (2, 3))
+    positive = {
+        "epochs": config.epochs,
+        "data.batch_size": config.data.batch_size,
+        "data.patches_per_epoch": config.data.patches_per_epoch,
+        "data.val_patches": config.data.val_patches,
+        "optimizer.learning_rate": config.optimizer.learning_rate,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"config {key}={value!r} must be > 0")
+    if config.data.patches_per_epoch < config.data.batch_size:
+        raise ConfigError(
+            f"config data.patches_per_epoch={config.data.patches_per_epoch} must be >= "
+            f"data.batch_size={config.data.batch_size}"
+        )
+    for key, shape in (("data.patch_shape", config.data.patch_shape),
+                       ("data.val_patch_shape", config.data.val_patch_shape)):
+        if shape is not None and len(shape) != config.model.ndim:
+            raise ConfigError(
+                f"config {key}={shape} has {len(shape)} axes, expected model.ndim="
+                f"{config.model.ndim}"
+            )
+    profile = config.callbacks.profile_batch
+    if profile is not None and (len(profile) != 2 or not 1 <= profile[0] <= profile[1]):
+        raise ConfigError(
+            f"config callbacks.profile_batch={profile} must be [first, last] with 1 <= first <= last"
+        )
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` (an annotation), or raise :class:`ConfigError`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"config {key}={value!r}: expected {tp}")
+    if tp is Any:
+        return value
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config {key}={value!r} must be a list, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config {key}={value!r} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config {key}={value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config {key}={value!r} must be an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config {key}={value!r} must be a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config {key}={value!r} must be a string")
+    raise ConfigError(f"config {key}: unsupported annotation {tp}")  # pragma: no cover
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from the nested dict ``values`` with type checking."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(values, dict):
+        raise ConfigError(f"config {where} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = dict(values)
+    if cls is ModelConfig:  # flat model options: model.filters == model.options.filters
+        options = dict(values.pop("options", None) or {})
+        options.update({k: values.pop(k) for k in list(values) if k not in names})
+        values["options"] = options
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"config {where}: unknown key(s) {unknown}; expected one of {sorted(names)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        tp = hints[name]
+        key = f"{prefix}{name}"
+        kwargs[name] = _build(tp, value, key + ".") if _is_dataclass_type(tp) else _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def apply_overrides(values: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``"a.b=c"`` overrides (values parsed as YAML) to a nested config dict.
+
+    Keys must exist in :class:`TrainConfig` (model options excepted: any ``model.<option>``
+    is accepted and, when the option is already set, must keep its type).
+
+    Raises
+    ------
+    ConfigError
+        For a malformed override, an unknown key or a value of the wrong type.
+    """
+    values = _deepcopy(values)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        parts = key.split(".")
+        if parts[0] == "model" and len(parts) == 2 and parts[1] not in ("name", "ndim", "options"):
+            parts = ["model", "options", parts[1]]
+        node = values
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"override {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}")
+            node = node[part]
+        last = parts[-1]
+        in_options = parts[:2] == ["model", "options"]
+        if not isinstance(node, dict) or (last not in node and not in_options):
+            known = sorted(node) if isinstance(node, dict) else []
+            raise ConfigError(f"override {item!r}: unknown key {key!r}; expected one of {known}")
+        if in_options and last in node and node[last] is not None and value is not None:
+            _coerce(value, type(node[last]), key)
+        node[last] = value
+    return values
+
+
+def _deepcopy(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _deepcopy(v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_deepcopy(v) for v in values]
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Read a YAML config (or start from the defaults) and apply ``--set`` overrides.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        YAML file with any subset of the :class:`TrainConfig` keys; None: all defaults.
+    overrides : iterable of str
+        ``"section.key=value"`` items; values are parsed as YAML (``[16, 64, 64]``, ``null``).
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ConfigError
+        For unknown keys, wrong types or invalid choices (the message names the key).
+    """
+    values: dict[str, Any] = TrainConfig().to_dict()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+        values = TrainConfig.from_dict(_merge(values, loaded)).to_dict()
+    return TrainConfig.from_dict(apply_overrides(values, overrides))
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated by a config file: sections (data, model, ...) key by key, the other
+    top-level values replaced."""
+    sections = {f.name for f in dataclasses.fields(TrainConfig)
+                if _is_dataclass_type(typing.get_type_hints(TrainConfig)[f.name])}
+    merged = _deepcopy(base)
+    for key, value in update.items():
+        if key in sections and isinstance(value, dict):
+            merged[key] = {**merged[key], **_deepcopy(value)}
+        else:
+            merged[key] = _deepcopy(value)
+    return merged
+
+
+def save_config(config: TrainConfig, path: str | Path, force: bool = False) -> Path:
+    """Write the resolved config as YAML (atomically) and return the path.
+
+    Raises
+    ------
+    data_pipelines.OutputExistsError
+        When ``path`` exists and ``force`` is False.
+    """
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return Path(path)

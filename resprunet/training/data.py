@@ -1,0 +1,174 @@
+"""Turn the ``data`` section of a :class:`TrainConfig` into volumes, normaliser, noise and
+tf.data datasets (all through :mod:`data_pipelines`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import data_pipelines as dp
+import numpy as np
+
+from .config import ConfigError, DataConfig
+
+NORMALIZERS = ("percentile", "ct", "minmax")
+
+
+def load_volumes(names: list[str]) -> list[dp.Volume]:
+    """Read each entry: an existing file or folder path, else an embedded sample name.
+
+    Raises
+    ------
+    ConfigError
+        When an entry is neither an existing path nor a sample name.
+    """
+    volumes = []
+    for name in names:
+        if Path(name).exists():
+            volumes.append(dp.read_volume(name))
+        elif name in dp.list_samples():
+            volumes.append(dp.sample(name))
+        else:
+            raise ConfigError(
+                f"data volume {name!r} is neither an existing file nor a sample name; "
+                f"samples: {dp.list_samples()}"
+            )
+    return volumes
+
+
+def by_subject(volume: dp.Volume) -> list[dp.Volume]:
+    """Split a stack of 2D slices with ``meta["subject"]`` (one id per slice) into one volume
+    per subject (so that a split never separates slices of one scan); other volumes as is."""
+    subjects = volume.meta.get("subject")
+    if subjects is None:
+        return [volume]
+    subjects = np.asarray(subjects)
+    return [
+        dp.Volume(volume.array[subjects == s], volume.spacing, {**volume.meta, "subject": int(s)},
+                  f"{volume.source}#subject{int(s)}")
+        for s in np.unique(subjects)
+    ]
+
+
+def make_normalizer(spec: dict[str, Any]) -> dp.Normalizer:
+    """``{"method": "percentile", "low": 1, "high": 99.8}`` -> ``dp.Normalizer.percentile(1, 99.8)``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown method or arguments the constructor does not take.
+    """
+    args = dict(spec)
+    method = args.pop("method", None)
+    if method not in NORMALIZERS:
+        raise ConfigError(f"config data.normalize.method={method!r} is not one of {NORMALIZERS}")
+    try:
+        return getattr(dp.Normalizer, method)(**args)
+    except TypeError as err:
+        raise ConfigError(f"config data.normalize={spec!r}: {err}") from err
+
+
+def make_noise(spec: dict[str, Any], key: str = "data.noise") -> dp.NoiseModel:
+    """``dp.NoiseModel.from_dict(spec)`` with the config key named in errors."""
+    try:
+        return dp.NoiseModel.from_dict(dict(spec))
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"config {key}={spec!r}: {err}") from err
+
+
+@dataclass
+class TrainingData:
+    """Datasets and arrays of one run.
+
+    Attributes
+    ----------
+    train, val : tf.data.Dataset
+        ``(inputs, clean)`` batches; ``train`` repeats with fresh crops and noise,
+        ``val`` is the same fixed patches every epoch.
+    steps_per_epoch : int
+        Batches per epoch, ``ceil(patches_per_epoch / batch_size)``.
+    panel : (inputs, clean)
+        The first ``panel_samples`` validation patches as numpy arrays (image panel).
+    val_volumes : list of Volume
+        The held-out volumes (raw units) for the final whole-volume evaluation.
+    """
+
+    train: Any
+    val: Any
+    steps_per_epoch: int
+    panel: tuple[Any, np.ndarray]
+    val_volumes: list[dp.Volume]
+
+
+def split(config: DataConfig, seed: int) -> tuple[list[dp.Volume], list[dp.Volume]]:
+    """Training and validation volumes: ``val`` if given, else a split of ``train`` by volume
+    (and by subject for slice stacks with ``meta["subject"]``), seeded with ``seed``."""
+    train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
+    if config.val:
+        return train, load_volumes(config.val)
+    if not 0.0 < config.val_fraction < 1.0:
+        raise ConfigError(
+            f"config data.val is empty, so data.val_fraction={config.val_fraction} must be in (0, 1)"
+        )
+    return dp.split_volumes(train, config.val_fraction, seed)
+
+
+def dataset_options(config: DataConfig) -> dict[str, Any]:
+    """Keyword arguments of ``dp.make_dataset`` shared by training and validation."""
+    return {
+        "noise": make_noise(config.noise),
+        "prior": config.prior,
+        "prior_options": dict(config.prior_options),
+        "normalizer": make_normalizer(config.normalize),
+        "foreground": config.foreground,
+    }
+
+
+def build_training_data(
+    config: DataConfig,
+    seed: int,
+    panel_samples: int = 2,
+    batch_size: int | None = None,
+    stream_seed: int | None = None,
+) -> TrainingData:
+    """Load, split and serve the data of a run.
+
+    Parameters
+    ----------
+    config : DataConfig
+    seed : int
+        Seeds the split, the training stream (unless ``stream_seed``) and the fixed
+        validation patches (``seed + 1``).
+    panel_samples : int
+        Validation patches kept for the image panel.
+    batch_size : int, optional
+        Batch size of the training stream (default ``config.batch_size``; a multi-worker
+        run passes the per-replica size).
+    stream_seed : int, optional
+        Seed of the training stream only (a multi-worker run gives each worker its own,
+        while the split and the validation patches stay the same on every worker).
+
+    Returns
+    -------
+    TrainingData
+    """
+    train_vols, val_vols = split(config, seed)
+    options = dataset_options(config)
+    batch = batch_size or config.batch_size
+    train = dp.make_dataset(
+        train_vols, patch_shape=tuple(config.patch_shape), batch_size=batch,
+        seed=seed if stream_seed is None else stream_seed,
+        training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
+        **options,
+    )
+    val = dp.make_dataset(
+        val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
+        batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
+        patches_per_epoch=config.val_patches, **options,
+    )
+    inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
+    panel_inputs = (
+        {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
+    )
+    steps = -(-config.patches_per_epoch // config.batch_size)
+    return TrainingData(train, val, steps, (panel_inputs, clean.numpy()), val_vols)

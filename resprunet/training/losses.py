@@ -1,0 +1,55 @@
+"""Training losses: MSE, MAE and the L1 + SSIM mix (``get_loss(name)``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from .metrics import ssim
+
+
+@keras.saving.register_keras_serializable(package="resprunet")
+class L1SSIMLoss(keras.losses.Loss):
+    """``alpha * (1 - SSIM) + (1 - alpha) * L1`` per sample (Zhao et al. 2017 use alpha 0.84).
+
+    SSIM is 2D for (batch, y, x, c) and 3D for (batch, z, y, x, c) tensors, at ``data_range``;
+    every spatial size must be >= 11.
+    """
+
+    def __init__(
+        self, alpha: float = 0.84, data_range: float = 1.0, name: str = "l1_ssim", **kwargs: Any
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"L1SSIMLoss alpha={alpha!r} must be in [0, 1]")
+        self.alpha = alpha
+        self.data_range = data_range
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        axes = tuple(range(1, len(y_true.shape)))
+        l1 = ops.mean(ops.abs(y_true - y_pred), axis=axes) / self.data_range
+        return self.alpha * (1.0 - ssim(y_true, y_pred, self.data_range)) + (1.0 - self.alpha) * l1
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "data_range": self.data_range}
+
+
+def get_loss(name: str) -> keras.losses.Loss:
+    """Return the loss named ``"mse"``, ``"mae"`` or ``"l1_ssim"``.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    losses = {
+        "mse": lambda: keras.losses.MeanSquaredError(name="mse"),
+        "mae": lambda: keras.losses.MeanAbsoluteError(name="mae"),
+        "l1_ssim": L1SSIMLoss,
+    }
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(losses)}")
+    return losses[name]()

@@ -1,0 +1,123 @@
+"""Run directories and results: create or resume ``<root>/<name>/<UTC timestamp>/``, read the
+CSV history, write and print the final metrics."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from data_pipelines.io.atomic import atomic_path
+
+from .config import TrainConfig, save_config
+from .evaluate import evaluate_volume
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The run directory.
+    history : dict of str to list of float
+        Per-epoch values from ``metrics.csv`` (all epochs, including those before a resume).
+    final_metrics : dict
+        ``evaluations`` (one dict per held-out volume, see
+        :func:`~resprunet.training.evaluate.evaluate_volume`) and ``train_seconds``.
+    """
+
+    run_dir: Path
+    history: dict[str, list[float]] = field(default_factory=dict)
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    """Create ``<root>/<name>/<UTC timestamp>/`` (suffixed ``-1``, ``-2``... if taken)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(config.run.root) / config.run.name
+    base.mkdir(parents=True, exist_ok=True)
+    run_dir, n = base / stamp, 0
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = base / f"{stamp}-{n}"
+
+
+def latest_run_dir(root: str | Path, name: str) -> Path:
+    """The most recent run directory of ``<root>/<name>`` (for ``--resume latest``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is none.
+    """
+    runs = sorted(p for p in (Path(root) / name).glob("*") if (p / "config.yaml").is_file())
+    if not runs:
+        raise FileNotFoundError(f"no run directory with a config.yaml under {Path(root) / name}")
+    return runs[-1]
+
+
+def prepare_run_dir(config: TrainConfig, run_dir: str | Path | None) -> Path:
+    """A new run directory with ``config.yaml``, or the given one (resume) keeping its config."""
+    if run_dir is None:
+        run_dir = new_run_dir(config)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    if not (run_dir / "config.yaml").exists():
+        save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def read_history(csv_path: Path) -> dict[str, list[float]]:
+    """Columns of a Keras CSV log as float lists (empty dict when the file is missing)."""
+    if not csv_path.is_file():
+        return {}
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {})}
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` as indented JSON, atomically, replacing ``path``."""
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
+
+
+def format_evaluation(ev: dict[str, Any]) -> str:
+    """One line: ``<volume>: noisy PSNR .. dB SSIM .. -> denoised PSNR .. dB SSIM .. (+gain dB)``."""
+    return (
+        f"{ev['volume']} {tuple(ev['shape'])} noise {ev['noise']}: noisy PSNR {ev['noisy_psnr']:.2f} dB "
+        f"SSIM {ev['noisy_ssim']:.4f} -> denoised PSNR {ev['denoised_psnr']:.2f} dB "
+        f"SSIM {ev['denoised_ssim']:.4f} ({ev['psnr_gain']:+.2f} dB; {ev['ssim_kind']})"
+    )
+
+
+def finish(model: keras.Model, config: TrainConfig, run_dir: Path, val_volumes: list,
+           seconds: float) -> TrainResult:
+    """Save ``model.keras``, evaluate the held-out volumes, print and save the metrics.
+
+    The saved file is reloaded for the evaluation: that checks it, and the reloaded model
+    lives outside any distribution strategy (a multi-worker model would wait for its peers).
+    """
+    model.save(run_dir / "model.keras")
+    saved = keras.models.load_model(run_dir / "model.keras", compile=False)
+    evaluations = [
+        evaluate_volume(saved, vol, config.data, config.model.ndim, config.seed + 2)
+        for vol in val_volumes
+    ]
+    final = {"evaluations": evaluations, "train_seconds": round(seconds, 1)}
+    write_json(final, run_dir / "final_metrics.json")
+    print(f"training took {seconds:.0f} s; run directory {run_dir}")
+    for ev in evaluations:
+        print(format_evaluation(ev))
+    return TrainResult(run_dir, read_history(run_dir / "metrics.csv"), final)

@@ -1,0 +1,74 @@
+"""``train(config)``: one training run from a :class:`TrainConfig` to a run directory.
+
+Run directory ``<run.root>/<run.name>/<UTC timestamp>/``::
+
+    config.yaml          resolved configuration (reproduces the run)
+    metrics.csv          one row per epoch (loss, psnr, ssim, val_*, learning_rate)
+    tb/                  TensorBoard: train/ and validation/ scalars, histograms, images/, profile
+    checkpoints/best.keras   best validation PSNR
+    backup/              BackupAndRestore state while running (removed when the run ends)
+    model.keras          final model
+    final_metrics.json   noisy vs denoised PSNR/SSIM on the held-out volume(s)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from .build import build_model, compile_model, precision_policy
+from .callbacks import make_callbacks
+from .config import TrainConfig
+from .data import build_training_data
+from .distributed import train_multiworker
+from .runs import TrainResult, finish, prepare_run_dir
+
+
+def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int | str = "auto") -> TrainResult:
+    """Train a denoiser as configured, then evaluate it on the held-out volume(s).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration (seeded: the run is reproducible from ``config.yaml``).
+    run_dir : str or Path, optional
+        Resume the run in this directory (its backup, CSV log and TensorBoard logs continue);
+        None creates ``<run.root>/<run.name>/<UTC timestamp>/``.
+    verbose : int or "auto"
+        Keras ``fit`` verbosity (1: progress bar, 2: one line per epoch); "auto" gives the
+        bar on a terminal and one line per epoch in logs.
+
+    Returns
+    -------
+    TrainResult
+        Run directory, per-epoch history and final metrics (also printed and written to
+        ``final_metrics.json``).
+    """
+    run_dir = prepare_run_dir(config, run_dir)
+    if config.strategy == "multiworker":
+        return train_multiworker(config, run_dir)  # creates its strategy before any TF op
+    keras.utils.set_random_seed(config.seed)
+    with precision_policy(config.precision):
+        if config.strategy == "mirrored":
+            strategy = tf.distribute.MirroredStrategy()
+        else:
+            strategy = tf.distribute.get_strategy()
+        with strategy.scope():
+            model = build_model(config)
+        data = build_training_data(config.data, config.seed, config.callbacks.panel_samples)
+        with strategy.scope():
+            compile_model(model, config, data.steps_per_epoch)
+        panel = data.panel if config.callbacks.image_panel else None
+        start = time.perf_counter()
+        model.fit(
+            data.train,
+            epochs=config.epochs,
+            validation_data=data.val,
+            shuffle=False,  # the dataset shuffles itself
+            callbacks=make_callbacks(config, run_dir, panel),
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
+        )
+        return finish(model, config, run_dir, data.val_volumes, time.perf_counter() - start)
