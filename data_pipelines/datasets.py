@@ -38,7 +38,7 @@ VolumeLike = Volume | np.ndarray | str | os.PathLike
 #: The default synthetic noise (dropped when real ``noisy`` volumes are given).
 DEFAULT_NOISE = GaussianNoise(0.05)
 #: Crop draws before a background patch is accepted anyway (``foreground``).
-FOREGROUND_TRIES = 10
+FOREGROUND_TRIES = 32
 _SEED_MASK = (1 << 64) - 1
 
 
