@@ -1,0 +1,333 @@
+"""Train the models of ``models_zoo/`` and write their model cards.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python models_zoo/train_zoo.py            # every model
+    PYTHONPATH=. python models_zoo/train_zoo.py --only unet3d_mri --epochs 2
+
+Each model is trained with :func:`resprunet.training.train` on real data this machine has
+(the embedded samples of :mod:`data_pipelines` and an image bundled with scikit-image),
+copied to ``models_zoo/<name>/model.keras`` and described in ``card.yaml``: architecture,
+training data and licence, noise model and level (normalised units), normalisation, epochs
+and training time, and metrics on a held-out case against BM3D/BM4D (true sigma) and TV
+(weight tuned on a validation case from the training side, never on the test case), with
+the exact recipe (:func:`resprunet.zoo.heldout_case`) so that ``tests/test_zoo.py`` can
+reproduce the model's PSNR.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+import data_pipelines as dp
+from data_pipelines.io.atomic import atomic_path
+from resprunet import zoo
+from resprunet.training import TrainConfig, train
+from resprunet.variational import bm3d_denoise, bm4d_denoise, tune_on_validation, tv_denoise
+
+
+
+CT_LICENCE = (
+    "ct_slices subject 0 (held out): pydicom CT_small.dcm (NEMA WG04 sample, downsized; pydicom "
+    "README: 'no restriction on using these files'); subject 1: pydicom-data eCT_Supplemental.dcm "
+    "(NEMA enhanced CT demonstration image), see data_pipelines/samples/README.md. Extra training "
+    "slices shipped as pydicom-data test files: 693_UNCR.dcm (head CT from the CQ500 dataset, "
+    "qure.ai, CC BY-NC-SA 4.0: non-commercial) and explicit_VR-UN.dcm (Pancreas-CT, The Cancer "
+    "Imaging Archive, CC BY 3.0; pydicom README: 'freely available de-identified datasets')."
+)
+CT_TRAIN = ("ct_slices subject 1 (2 slices, 128x128) + 693_UNCR.dcm (head, 512x512) + "
+            "explicit_VR-UN.dcm (abdomen, 512x512), HU, values below -1024 HU (outside the field "
+            "of view) raised to -1024")
+MRI_LICENCE = (
+    "mni152_t1 and nilearn's 1 mm original: ICBM 2009a MNI152 T1 template (Copyright (C) "
+    "1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, McGill; free use with "
+    "notice); nibabel anatomical.nii (a T1 head at 2 mm) and example4d.nii.gz (epi): nibabel "
+    "test data, MIT. See data_pipelines/samples/README.md."
+)
+MRI_TRAIN = ("mni152_t1 (80x96x80, 2 mm) + nilearn mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz "
+             "(the same template at 1 mm, 197x233x189) + nibabel tests/data/anatomical.nii (another "
+             "head, T1, 2 mm, 33x41x25); the EPI volume is never trained on")
+CELL_LICENCE = (
+    "skimage.data.cell(): quantitative phase image of a cell floating in saline, retrieved from "
+    "a digital hologram, 0.107 um pixels (Mueller et al., Optics Express 26(8) 2018); CC0 "
+    "(public domain) per scikit-image's docstring."
+)
+
+CT_NORM = {"method": "ct", "window": [-1000.0, 400.0]}
+PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
+PRIOR = {"size": 9, "decay": 0.04, "include_self": False}
+TV_GRID = {"weight": [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2]}
+
+
+def _ct_recipe(subject_slice: int, sigma: float, seed: int) -> dict[str, Any]:
+    return {"source": {"sample": "ct_slices"}, "crop": [[subject_slice, subject_slice + 1], [0, 128], [0, 128]],
+            "noise": {"kind": "gaussian", "sigma": sigma}, "noise_seed": seed}
+
+
+def _mri_recipe(source: str, crop: list[list[int]], sigma: float, seed: int) -> dict[str, Any]:
+    return {"source": {"sample": source}, "crop": crop,
+            "noise": {"kind": "gaussian", "sigma": sigma}, "noise_seed": seed}
+
+
+def _cell_recipe(rows: list[int], seed: int) -> dict[str, Any]:
+    return {"source": {"skimage": "cell"}, "crop": [[0, 1], rows, [0, 512]],
+            "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02}, "noise_seed": seed}
+
+
+# Held-out and validation cases: CT subject 0 (slice 0) is never trained on (training uses
+# subject 1, slices 1-2); the EPI volume is never trained on; cell rows 528-656 are never
+# trained on (training uses rows 0-480, a 48-row gap).
+SPECS: dict[str, dict[str, Any]] = {
+    "unet2d_ct": {
+        "summary": "2D U-Net, CT slices in HU, Gaussian noise sigma 0.05 (70 HU)",
+        "train_files": "ct",
+        "config": {"data": {"patch_shape": [64, 64], "noise": {"kind": "gaussian", "sigma": 0.05},
+                            "normalize": CT_NORM, "batch_size": 8, "patches_per_epoch": 192},
+                   "model": {"name": "unet", "ndim": 2, "filters": 16, "depth": 2, "batch_norm": False},
+                   "epochs": 20},
+        "data": {"train": CT_TRAIN, "licence": CT_LICENCE},
+        "evaluation": _ct_recipe(0, 0.05, 1000),
+        "tuning": _ct_recipe(1, 0.05, 2000),
+    },
+    "blind_unet2d_ct": {
+        "summary": "2D U-Net, CT slices in HU, blind: Gaussian sigma drawn from (0, 0.2) per patch",
+        "train_files": "ct",
+        "config": {"data": {"patch_shape": [64, 64], "noise": {"kind": "gaussian", "sigma": [0.0, 0.2]},
+                            "normalize": CT_NORM, "batch_size": 8, "patches_per_epoch": 192},
+                   "model": {"name": "unet", "ndim": 2, "filters": 16, "depth": 2, "batch_norm": False},
+                   "epochs": 20},
+        "data": {"train": CT_TRAIN, "licence": CT_LICENCE},
+        "evaluation": _ct_recipe(0, 0.1, 1001),
+        "tuning": _ct_recipe(1, 0.1, 2001),
+    },
+    "unet3d_mri": {
+        "summary": "3D U-Net, T1/EPI MR volumes (percentile-normalised), Gaussian noise sigma 0.1",
+        "config": {"data": {"val": ["mni152_t1"], "patch_shape": [16, 32, 32],
+                            "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": 0.1},
+                            "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
+                            "foreground": 0.5},
+                   "model": {"name": "unet", "ndim": 3, "filters": 16, "depth": 2, "batch_norm": False},
+                   "epochs": 24},
+        "train_files": "mri",
+        "data": {"train": MRI_TRAIN, "licence": MRI_LICENCE},
+        "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1002),
+        "tuning": _mri_recipe("mni152_t1", [[28, 52], [16, 80], [8, 72]], 0.1, 2002),
+    },
+    "respr_unet3d_mri": {
+        "summary": "ResPr-UNet 3D with the neighbour-slice prior (9 slices, decay 0.04, self excluded), "
+                   "Gaussian noise sigma 0.1",
+        "config": {"data": {"val": ["mni152_t1"], "patch_shape": [16, 32, 32],
+                            "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": 0.1},
+                            "prior": "neighbour", "prior_options": PRIOR,
+                            "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
+                            "foreground": 0.5},
+                   "model": {"name": "respr_unet", "ndim": 3, "filters": 16, "depth": 2, "batch_norm": False},
+                   "epochs": 24},
+        "train_files": "mri",
+        "prior": {"kind": "neighbour", **PRIOR},
+        "data": {"train": MRI_TRAIN, "licence": MRI_LICENCE},
+        "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1003),
+        "tuning": _mri_recipe("mni152_t1", [[28, 52], [16, 80], [8, 72]], 0.1, 2003),
+    },
+    "microscopy_unet2d_pg": {
+        "summary": "2D U-Net, microscopy (percentile-normalised), Poisson-Gaussian noise "
+                   "(30 photons at intensity 1, read noise sigma 0.02)",
+        "train_files": "cell",
+        "config": {"data": {"patch_shape": [64, 64],
+                            "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 192},
+                   "model": {"name": "unet", "ndim": 2, "filters": 16, "depth": 2, "batch_norm": False},
+                   "epochs": 20},
+        "data": {"train": "skimage.data.cell() rows 0-480 (of 660), all 550 columns", "licence": CELL_LICENCE},
+        "evaluation": _cell_recipe([528, 656], 1004),
+        "tuning": _cell_recipe([0, 128], 2004),
+    },
+}
+
+
+def _mri_training_files() -> list[str]:
+    """The 3D training volumes: the embedded template, its 1 mm original, nibabel's T1 head."""
+    import nibabel
+    import nilearn
+
+    return [
+        "mni152_t1",
+        str(Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+        str(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"),
+    ]
+
+
+def _training_arrays(kind: str) -> dict[str, np.ndarray]:
+    """The training part of a split source: CT slices in HU, or the cell image's top rows."""
+    if kind == "cell":
+        from skimage import data as skdata
+
+        return {"cell_train": np.asarray(skdata.cell(), np.float32)[np.newaxis, :480]}
+    from pydicom.data import get_testdata_file
+
+    arrays = {"ct_subject1": dp.sample("ct_slices").array[1:3]}  # subject 0 is held out
+    for name in ("693_UNCR.dcm", "explicit_VR-UN.dcm"):
+        arrays[Path(name).stem] = np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0)
+    return arrays
+
+
+def _write_training_files(folder: Path, kind: str) -> list[str]:
+    """Save :func:`_training_arrays` as .npy files (float32) in ``folder``; their paths."""
+    paths = []
+    for stem, array in _training_arrays(kind).items():
+        path = folder / f"{stem}.npy"
+        if not path.exists():
+            np.save(path, array.astype(np.float32))
+        paths.append(str(path))
+    return paths
+
+
+def _config(name: str, spec: dict[str, Any], workdir: Path, epochs: int | None) -> TrainConfig:
+    values = yaml.safe_load(yaml.safe_dump(spec["config"]))  # deep copy
+    data = values["data"]
+    if spec.get("train_files") == "mri":
+        data["train"] = _mri_training_files()
+    elif "train_files" in spec:
+        files = _write_training_files(workdir, spec["train_files"])
+        data["train"], data["val"] = files, files[:1]
+    data.setdefault("val_patches", 8)
+    data.setdefault("augment", True)
+    if epochs is not None:
+        values["epochs"] = epochs
+    values.update({"loss": "mse", "seed": 0, "precision": "float32",
+                   "optimizer": {"learning_rate": 2e-3, "schedule": "cosine", "final_fraction": 0.05},
+                   "callbacks": {"histogram_freq": 0, "image_panel": False},
+                   "run": {"root": str(workdir / "runs"), "name": name}})
+    return TrainConfig.from_dict(values)
+
+
+def _noise_sigma(recipe: dict[str, Any], clean: np.ndarray) -> float:
+    """Standard deviation of the recipe's noise in normalised units (the 'true sigma' for
+    BM3D/BM4D); for Poisson-Gaussian noise the root mean variance over the image."""
+    noise = recipe["noise"]
+    if noise["kind"] == "gaussian":
+        return float(noise["sigma"])
+    photons, sigma = float(noise["photons"]), float(noise["sigma"])
+    return float(np.sqrt(np.mean(np.maximum(clean, 0)) / photons + sigma**2))
+
+
+def baselines(card: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """BM3D (2D) or BM4D (3D) with the true sigma, and TV with its weight tuned on the
+    card's validation (``tuning``) case, scored on the held-out case."""
+    clean, noisy, _ = zoo.heldout_case(card)
+    val_clean, val_noisy, _ = zoo.heldout_case({**card, "evaluation": card["tuning"]})
+    weight = tune_on_validation(tv_denoise, val_clean, val_noisy, TV_GRID)["weight"]
+    sigma = _noise_sigma(card["evaluation"], clean)
+    results = {"tv": {**zoo.scores(clean, tv_denoise(noisy, weight)), "weight": weight}}
+    if clean.shape[0] == 1:
+        results["bm3d"] = {**zoo.scores(clean, bm3d_denoise(noisy[0], sigma)[np.newaxis]), "sigma": round(sigma, 4)}
+    else:
+        results["bm4d"] = {**zoo.scores(clean, bm4d_denoise(noisy, sigma)), "sigma": round(sigma, 4)}
+    return results
+
+
+def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: float) -> dict[str, Any]:
+    """The card of a trained model, before metrics."""
+    from resprunet.training.data import make_normalizer
+
+    noise = dp.NoiseModel.from_dict(config.data.noise)
+    return {
+        "name": name,
+        "summary": spec["summary"],
+        "architecture": {"name": config.model.name, "ndim": config.model.ndim, "options": config.model.options},
+        "input": {"channels": 1, "axes": "(z, y, x)" if config.model.ndim == 3 else "(y, x), slice by slice"},
+        "prior": spec.get("prior"),
+        "normalization": make_normalizer(config.data.normalize).to_dict(),
+        "noise": {**noise.to_dict(), "description": noise.describe(),
+                  "unit": "sigma as a fraction of the normalised range [0, 1]"},
+        "training_data": spec["data"],
+        "training": {"epochs": config.epochs, "patches_per_epoch": config.data.patches_per_epoch,
+                     "batch_size": config.data.batch_size, "patch_shape": config.data.patch_shape,
+                     "loss": config.loss, "optimizer": config.optimizer.__dict__, "seed": config.seed,
+                     "seconds": round(seconds, 1),
+                     "machine": "2 shared CPU cores, TensorFlow CPU, float32",
+                     "script": "models_zoo/train_zoo.py"},
+        "evaluation": spec["evaluation"],
+        "tuning": spec["tuning"],
+        "evaluation_notes": (
+            "clean = card normaliser fitted on the whole source, applied, then cropped (z, y, x "
+            "half-open); noisy = NoiseModel(evaluation.noise)(clean, default_rng(noise_seed)); "
+            "prior (if any) = neighbour_slice_prior(noisy); model via predict_volume (whole crop, "
+            "one tile); PSNR in dB with data_range 1; SSIM 2D for one slice, 3D for a volume. "
+            "BM3D/BM4D get the true noise sigma; TV's weight is tuned by PSNR on the 'tuning' case. "
+            "Reproduce with resprunet.zoo.evaluate(model, card)."
+        ),
+    }
+
+
+def train_one(name: str, workdir: Path, epochs: int | None) -> dict[str, Any]:
+    """Train zoo model ``name``, evaluate it, and write ``models_zoo/<name>/`` atomically."""
+    spec = SPECS[name]
+    config = _config(name, spec, workdir, epochs)
+    start = time.perf_counter()
+    result = train(config, verbose=2)
+    seconds = time.perf_counter() - start
+    model, _ = zoo.load_path(result.run_dir / "model.keras")
+    card = make_card(name, spec, config, seconds)
+    card["metrics"] = {**zoo.evaluate(model, card), **baselines(card)}
+    with atomic_path(zoo.root() / name, force=True, directory=True) as tmp:
+        shutil.copy(result.run_dir / "model.keras", tmp / zoo.MODEL_FILE)
+        (tmp / zoo.CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False))
+    print(f"{name}: {seconds:.0f} s; held-out metrics {card['metrics']}", flush=True)
+    return card
+
+
+def write_readme() -> None:
+    """``models_zoo/README.md``: one table row per model, from the cards."""
+    lines = [
+        "# models_zoo", "",
+        "Trained by `PYTHONPATH=. python models_zoo/train_zoo.py` (one model: `--only NAME`). "
+        "Each folder holds `model.keras` and `card.yaml` (architecture, data and licence, noise, "
+        "normalisation, training, held-out recipe and metrics). Load with "
+        "`resprunet.zoo.load(name)` or use `resprunet denoise IN OUT --model NAME`.", "",
+        "Held-out PSNR in dB (data range 1, normalised units; best in bold); BM3D (2D) / BM4D (3D) "
+        "with the true sigma, TV with its weight tuned on a validation case. Training on 2 shared "
+        "CPU cores; the time is that of the whole `resprunet.training.train` call (data, fit, "
+        "final evaluation).", "",
+        "| model | noise | held-out case | noisy | model | BM3D/BM4D | TV | training |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in zoo.list():
+        c = zoo.card(name)
+        m = c["metrics"]
+        bm = m.get("bm3d") or m.get("bm4d")
+        ev = c["evaluation"]
+        source = ", ".join(f"{k} {v}" for k, v in ev["source"].items())
+        case = f"{source}, crop {ev['crop']}, seed {ev['noise_seed']}"
+        best = max(m["model"]["psnr"], bm["psnr"], m["tv"]["psnr"])
+        cells = [f"**{v:.2f}**" if v == best else f"{v:.2f}" for v in (m["model"]["psnr"], bm["psnr"], m["tv"]["psnr"])]
+        lines.append(
+            f"| `{name}` | {c['noise']['description']} | {case} | {m['noisy']['psnr']:.2f} | "
+            f"{' | '.join(cells)} | {c['training']['epochs']} epochs, {c['training']['seconds']:.0f} s |"
+        )
+    with atomic_path(zoo.root() / "README.md", force=True) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=sorted(SPECS), help="train only this model (repeatable)")
+    parser.add_argument("--epochs", type=int, help="override the epochs of every model (e.g. 1 for a smoke run)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="train_zoo-") as work:
+        for name in args.only or sorted(SPECS):
+            train_one(name, Path(work), args.epochs)
+    write_readme()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The ``resprunet`` command line: ``denoise``, ``train``, ``assess`` and ``zoo``.
+
+A thin shell over the library: :func:`data_pipelines.read_volume`/``write_volume``,
+:func:`resprunet.inference.denoise_array`, :func:`resprunet.training.train`,
+:func:`resprunet.assess.assess` and :mod:`resprunet.zoo`. Expected errors (missing file,
+unknown model, wrong dimensionality, prior shape mismatch, existing output) are printed as
+one line on stderr with exit status 2; Ctrl-C exits with 130. Outputs are written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["main", "build_parser", "CliError"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(ValueError):
+    """A command-line argument is invalid (the message says which and what was expected)."""
+
+
+_EXAMPLES_DENOISE = """\
+examples:
+  resprunet zoo list
+  resprunet denoise scan.nii.gz scan_denoised.nii.gz --model unet3d_mri
+  resprunet denoise ct_series/ ct_denoised/ --model unet2d_ct          # DICOM series in, new series out
+  resprunet denoise stack.tif out.tif --model runs/unet_3d/<time>/model.keras --tile 32,128,128
+  resprunet denoise scan.nii.gz out.nii.gz --model respr_unet3d_mri --prior auto
+"""
+
+_EXAMPLES_MAIN = _EXAMPLES_DENOISE + """\
+  resprunet train experiments/configs/unet_3d.yaml --set epochs=2 --set model.filters=16
+  resprunet assess --clean clean.nii.gz --noisy noisy.nii.gz --method tv --method bm4d \\
+      --model unet3d_mri --out assess_out/
+"""
+
+
+def _tile(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (or Y,X) positive integers, got {text!r}")
+    return values
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``resprunet`` (subcommands denoise, train, assess, zoo)."""
+    parser = argparse.ArgumentParser(
+        prog="resprunet",
+        description="Denoise 2D and 3D CT and microscopy images with deep and classical methods.",
+        epilog=_EXAMPLES_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser(
+        "denoise", help="denoise an image or volume file with a zoo model or a .keras file",
+        description=textwrap.fill(
+            "Denoise IN and write OUT in IN's units and with IN's metadata (a CT in HU comes "
+            "back in HU, a NIfTI keeps its affine, a DICOM series is written as a new series). "
+            "Formats: NIfTI, DICOM file or series folder, TIFF, PNG, NPY/NPZ, HDF5. The "
+            "normalisation comes from the model's card (zoo) or the card.yaml next to a .keras "
+            "file (else the run's config.yaml) and is inverted exactly.", 88),
+        epilog=_EXAMPLES_DENOISE, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("input", type=Path, metavar="IN", help="input file or DICOM/PNG folder")
+    d.add_argument("output", type=Path, metavar="OUT",
+                   help="output file (format from the suffix) or folder (no suffix)")
+    d.add_argument("--model", required=True, metavar="NAME|PATH",
+                   help="zoo model name (see 'resprunet zoo list') or a .keras file / run folder")
+    d.add_argument("--prior", default="auto", metavar="auto|none|FILE",
+                   help="prior for models that need one (ResPr-UNet): 'auto' builds the "
+                   "neighbour-slice prior from IN (default), or a FILE of IN's shape and units")
+    d.add_argument("--tile", type=_tile, metavar="Z,Y,X",
+                   help="tile shape in voxels (Y,X for 2D models); default: the whole volume")
+    d.add_argument("--overlap", type=_fraction, default=0.25, metavar="F",
+                   help="tile overlap fraction (default 0.25; raised to half the receptive field)")
+    d.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per model call")
+    d.add_argument("--sigma", type=float, metavar="S",
+                   help="noise standard deviation in normalised units (0.05 = 5%% of the "
+                   "model's intensity range). Blind models (card noise with a sigma range) "
+                   "ignore it; for a model trained at one sigma a differing value only warns, "
+                   "as the model cannot be retuned at inference")
+    d.add_argument("--output-dtype", choices=("same", "float32", "uint16"), default="same",
+                   help="stored dtype: 'same' as IN (rounded and clipped for integer types), "
+                   "float32, or uint16")
+    d.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    d.set_defaults(func=_cmd_denoise)
+
+    t = sub.add_parser(
+        "train", help="train a model from a YAML config",
+        description="Train with resprunet.training.train; the run directory holds "
+        "config.yaml, metrics.csv, tb/, model.keras.",
+        epilog="example:\n  resprunet train experiments/configs/unet_3d.yaml --set epochs=2 "
+        "--set data.noise.sigma=0.05", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("config", type=Path, metavar="CONFIG.yaml")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set model.filters=16")
+    t.set_defaults(func=_cmd_train)
+
+    a = sub.add_parser(
+        "assess", help="compare denoisers on a clean/noisy pair of files",
+        description="Run classical methods and models on NOISY, score them against CLEAN "
+        "(PSNR, SSIM with an explicit data range) and write a report to OUT.",
+        epilog="example:\n  resprunet assess --clean c.nii.gz --noisy n.nii.gz --method tv "
+        "--method bm4d --model unet3d_mri --out report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("--clean", type=Path, required=True, metavar="FILE")
+    a.add_argument("--noisy", type=Path, required=True, metavar="FILE")
+    a.add_argument("--prior", type=Path, metavar="FILE", help="prior for prior-based methods")
+    a.add_argument("--method", action="append", default=[], metavar="NAME",
+                   help="classical method (tv, bm3d, bm4d, ...); repeatable")
+    a.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
+                   help="zoo model or .keras file; repeatable")
+    a.add_argument("--sigma", type=float, metavar="S",
+                   help="true noise sigma in normalised units, for BM3D/BM4D")
+    a.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
+    a.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    a.set_defaults(func=_cmd_assess)
+
+    z = sub.add_parser("zoo", help="list the trained models or show a model card")
+    zsub = z.add_subparsers(dest="zoo_command", metavar="list|show", required=True)
+    zsub.add_parser("list", help="list zoo models").set_defaults(func=_cmd_zoo_list)
+    show = zsub.add_parser("show", help="print a model card")
+    show.add_argument("name")
+    show.set_defaults(func=_cmd_zoo_show)
+    return parser
+
+
+# model resolution ----------------------------------------------------------------------
+def _resolve_model(spec: str) -> tuple[Any, dict[str, Any]]:
+    """Load a zoo model by name, or a .keras file / folder with its card (or run config)."""
+    from . import zoo
+
+    if spec in zoo.list():
+        return zoo.load(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise CliError(
+            f"unknown model {spec!r}: not a zoo model ({', '.join(zoo.list()) or 'zoo is empty'}) "
+            "and no such file"
+        )
+    model, card = zoo.load_path(path)
+    if card is None:
+        card = _card_from_run_config(path if path.is_dir() else path.parent)
+    return model, card
+
+
+def _card_from_run_config(folder: Path) -> dict[str, Any]:
+    """A minimal card from a training run's ``config.yaml`` (normalisation, prior, noise)."""
+    config_path = folder / "config.yaml"
+    if not config_path.is_file():
+        raise CliError(
+            f"{folder}: no card.yaml or config.yaml next to the model; the normalisation "
+            "the model was trained with is unknown"
+        )
+    from .training.data import make_normalizer
+
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {})
+    norm = make_normalizer(data.get("normalize") or {"method": "percentile", "low": 1.0, "high": 99.8})
+    prior = data.get("prior")
+    return {
+        "name": str(folder),
+        "normalization": norm.to_dict(),
+        "prior": {"kind": prior, **(data.get("prior_options") or {})} if prior else None,
+        "noise": data.get("noise"),
+    }
+
+
+def _check_sigma(sigma: float | None, card: dict[str, Any]) -> None:
+    if sigma is None:
+        return
+    if not 0 <= sigma < 1:
+        raise CliError(f"--sigma {sigma}: expected a standard deviation in normalised units, in [0, 1)")
+    trained = (card.get("noise") or {}).get("sigma")
+    log = logging.getLogger("resprunet")
+    if isinstance(trained, (list, tuple)):
+        log.info("blind model (trained on sigma in %s): --sigma is ignored", trained)
+    elif trained is not None and abs(float(trained) - sigma) > 1e-9:
+        log.warning("--sigma %.4g differs from the sigma %.4g this model was trained on; "
+                    "results may be worse", sigma, float(trained))
+
+
+# commands ------------------------------------------------------------------------------
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import data_pipelines as dp
+    from data_pipelines.io.atomic import check_writable
+
+    from . import zoo
+    from .inference import denoise_array
+
+    check_writable(args.output, args.force)
+    model, card = _resolve_model(args.model)
+    _check_sigma(args.sigma, card)
+    volume = dp.read_volume(args.input)
+    prior: str | np.ndarray = args.prior
+    if args.prior not in ("auto", "none"):
+        prior = dp.read_volume(args.prior).array
+    prior_card = card.get("prior") or {}
+    options = {k: v for k, v in prior_card.items() if k in ("size", "decay", "include_self")}
+    denoised = denoise_array(
+        model, volume.array, zoo.normalizer(card), prior=prior, prior_options=options,
+        tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    dtype = None if args.output_dtype == "same" else args.output_dtype
+    dp.write_volume(denoised, args.output, like=volume, force=args.force, dtype=dtype)
+    print(f"wrote {args.output} ({volume.shape}, model {card.get('name', args.model)})")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import load_config, train
+
+    if not args.config.is_file():
+        raise CliError(f"{args.config}: no such config file")
+    result = train(load_config(args.config, args.overrides))
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+_TV_WEIGHTS = (0.01, 0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24)
+
+
+def _classical_method(name: str, noisy: Any, sigma: float | None) -> Any:
+    """A classical :class:`~resprunet.assess.Method`: BM3D/BM4D get ``sigma`` (normalised
+    units; estimated from the data when None), TV's weight is calibrated on the noisy input
+    by J-invariance (self-supervised, never on the clean reference)."""
+    from .assess import Method
+    from .variational import calibrate_j_invariance, tv_denoise
+
+    if name == "tv":
+        best = calibrate_j_invariance(tv_denoise, noisy, {"weight": _TV_WEIGHTS})
+        return Method.tv(best["weight"], name=f"tv (weight {best['weight']:g})")
+    if name in ("bm3d", "bm4d"):
+        return getattr(Method, name)(sigma)
+    raise CliError(f"unknown --method {name!r}; expected tv, bm3d or bm4d (or use --model)")
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from data_pipelines.io.atomic import atomic_path, check_writable
+
+    from . import zoo
+    from .assess import Case, Method, assess
+
+    if not args.method and not args.model:
+        raise CliError("give at least one --method or --model to assess")
+    check_writable(args.out, args.force)
+    loaded = [_resolve_model(spec) for spec in args.model]
+    # metrics in the first model's normalised units (or percentile 1-99.8 of the clean file)
+    norm = zoo.normalizer(loaded[0][1]) if loaded else None
+    if norm is None:
+        from data_pipelines import Normalizer
+
+        norm = Normalizer.percentile(1.0, 99.8)
+    case = Case.from_files(args.clean, args.noisy, args.prior, normalizer=norm)
+    methods = [_classical_method(name, case.noisy, args.sigma) for name in args.method]
+    methods += [Method.from_model(model, name=card.get("name", spec))
+                for spec, (model, card) in zip(args.model, loaded)]
+    report = assess(methods, [case], progress=not args.quiet)
+    with atomic_path(args.out, force=args.force, directory=True) as tmp:
+        (tmp / "report.md").write_text(report.to_markdown())
+        report.to_json(tmp / "report.json")
+        report.to_csv(tmp / "report.csv")
+        report.plot(tmp)
+    print(report.to_markdown())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_zoo_list(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    names = zoo.list()
+    if not names:
+        print(f"the zoo at {zoo.root()} holds no models")
+    for name in names:
+        c = zoo.card(name)
+        print(f"{name:24s} {c.get('summary', '')}")
+    return 0
+
+
+def _cmd_zoo_show(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    print(yaml.safe_dump(zoo.card(args.name), sort_keys=False).rstrip())
+    return 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from data_pipelines.errors import DataPipelineError
+
+    from .zoo import ZooError
+
+    from .assess import AssessError
+
+    errors: list[type[BaseException]] = [
+        CliError, DataPipelineError, ZooError, AssessError, OSError, MemoryError,
+    ]
+    try:
+        from .training import ConfigError
+        errors.append(ConfigError)
+    except ImportError:  # training unavailable: its errors cannot occur
+        pass
+    try:
+        from .variational import BMPackageMissingError
+        errors.append(BMPackageMissingError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``resprunet`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="resprunet: %(levelname)s: %(message)s", level=logging.INFO)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("resprunet: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _expected_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"resprunet {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Tiled inference: tiled == whole volume, no seams, one tile, thin stacks, 2D, prior, memmap, OOM."""
+from __future__ import annotations
+
+import logging
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines.errors import InvalidDataError, ShapeMismatchError
+from resprunet import models
+from resprunet.inference import plan_tiles, predict_volume
+
+
+def _smooth_volume(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A smooth random volume in [0, 1] plus a little noise (like a normalised scan)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    x = ndimage.gaussian_filter(rng.random(shape), 2.0)
+    x = (x - x.min()) / (x.max() - x.min())
+    return np.clip(x + 0.05 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def unet3d() -> keras.Model:
+    keras.utils.set_random_seed(1)
+    return models.build("unet", ndim=3, filters=4, depth=1, batch_norm=False)
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    return _smooth_volume((40, 64, 64), seed=0)
+
+
+@pytest.fixture(scope="module")
+def whole(unet3d: keras.Model, volume: np.ndarray) -> np.ndarray:
+    return predict_volume(unet3d, volume, progress=False)
+
+
+def test_whole_volume_is_the_model_output(unet3d, volume, whole):
+    # a one-tile grid: the result is exactly the model on the volume (not black, not scaled)
+    direct = np.asarray(unet3d.predict_on_batch(volume[None, ..., None]))[0, ..., 0]
+    assert whole.shape == volume.shape
+    assert np.abs(whole - direct).max() < 1e-5
+    assert np.abs(whole).mean() > 0.1
+
+
+def test_tiled_matches_whole_volume(unet3d, volume, whole):
+    tiled = predict_volume(unet3d, volume, tile_shape=(32, 48, 48), progress=False)
+    info = models.describe(unet3d)
+    assert (info.divisor, info.receptive_field) == (2, 18)
+    grid = plan_tiles((40, 64, 64), (32, 48, 48), divisor=(2, 2, 2), receptive_field=(18, 18, 18))
+    assert grid.n_tiles == 8 and grid.overlap == (9, 12, 12)
+    assert np.abs(tiled - whole).max() <= 1e-3
+
+
+def _plane_errors(tiled: np.ndarray, whole: np.ndarray, borders: list[int]) -> tuple[float, float]:
+    """Largest per-plane (along y) mean abs error on planes within 2 of a tile edge, and elsewhere."""
+    per_plane = np.abs(tiled - whole).mean(axis=(0, 2))
+    near = np.zeros(per_plane.size, bool)
+    for b in borders:
+        near[max(b - 3, 0) : b + 2] = True
+    return float(per_plane[near].max()), float(per_plane[~near].max())
+
+
+def test_no_seams_along_tile_borders(unet3d, volume, whole):
+    tile = (32, 32, 32)
+    grid = plan_tiles(volume.shape, tile, divisor=(2, 2, 2), receptive_field=(18, 18, 18))
+    # tile edges inside the volume along y (starts > 0 and ends < 64)
+    borders = [s for s in grid.starts[1] if s > 0] + [s + 32 for s in grid.starts[1] if s + 32 < 64]
+    assert sorted(borders) == [23, 32, 32, 55]
+    errors = {}
+    for blend in ("gaussian", "constant"):
+        tiled = predict_volume(unet3d, volume, tile_shape=tile, blend=blend, progress=False)
+        errors[blend] = _plane_errors(tiled, whole, borders)
+    on_edges, elsewhere = errors["gaussian"]
+    assert on_edges <= elsewhere
+    # the comparison can fail: uniform blending leaves a seam at the tile edges
+    on_edges, elsewhere = errors["constant"]
+    assert on_edges > 1.5 * elsewhere
+
+
+def test_any_shape_pads_and_crops(unet3d):
+    x = _smooth_volume((13, 30, 27), seed=2)
+    y = predict_volume(unet3d, x, progress=False)
+    assert y.shape == x.shape
+    padded = np.pad(x, ((0, 1), (0, 0), (0, 1)), mode="reflect")
+    direct = np.asarray(unet3d.predict_on_batch(padded[None, ..., None]))[0, :13, :30, :27, 0]
+    assert np.abs(y - direct).max() < 1e-5
+
+
+@pytest.mark.parametrize("z", [1, 3])
+def test_thin_stack(z):
+    # z is smaller than the divisor 2**depth = 4: reflect-padded to 4, cropped back
+    keras.utils.set_random_seed(4)
+    m = models.build("unet", ndim=3, filters=4, depth=2, batch_norm=False)
+    x = _smooth_volume((z, 32, 32), seed=3)
+    y = predict_volume(m, x, tile_shape=(2, 16, 16), progress=False)
+    assert y.shape == (z, 32, 32)
+    padded = np.pad(x, ((0, 4 - z), (0, 0), (0, 0)), mode="reflect")
+    direct = np.asarray(m.predict_on_batch(padded[None, ..., None]))[0, :z, ..., 0]
+    whole = predict_volume(m, x, progress=False)
+    assert np.abs(whole - direct).max() < 1e-5
+    assert np.abs(y - whole).max() < 0.05
+
+
+def test_2d_model_slice_by_slice_and_on_an_image():
+    keras.utils.set_random_seed(2)
+    m = models.build("unet", ndim=2, filters=4, depth=2, batch_norm=False)
+    x = _smooth_volume((3, 36, 40), seed=4)
+    y = predict_volume(m, x, batch_size=2, progress=False)
+    direct = np.asarray(m.predict_on_batch(x[..., None]))[..., 0]
+    assert y.shape == x.shape
+    assert np.abs(y - direct).max() < 1e-5
+    image = predict_volume(m, x[1], progress=False)
+    assert image.shape == (36, 40)
+    assert np.abs(image - y[1]).max() < 1e-5
+    tiled = predict_volume(m, x, tile_shape=(24, 24), overlap=0.5, progress=False)
+    assert tiled.shape == x.shape and np.abs(tiled - y).max() < 0.05
+
+
+def test_3d_model_rejects_a_2d_image(unet3d):
+    with pytest.raises(InvalidDataError, match="3D model"):
+        predict_volume(unet3d, np.zeros((32, 32), np.float32), progress=False)
+
+
+def test_prior_model():
+    keras.utils.set_random_seed(3)
+    m = models.build("respr_unet", ndim=3, filters=4, depth=2, batch_norm=False)
+    x = _smooth_volume((8, 32, 32), seed=5)
+    p = _smooth_volume((8, 32, 32), seed=6)
+    y = predict_volume(m, x, p, progress=False)
+    direct = np.asarray(m.predict_on_batch({"noisy": x[None, ..., None], "prior": p[None, ..., None]}))
+    assert np.abs(y - direct[0, ..., 0]).max() < 1e-5
+    with pytest.raises(ShapeMismatchError, match="needs a prior"):
+        predict_volume(m, x, progress=False)
+    with pytest.raises(ShapeMismatchError, match=r"prior has shape \(8, 32, 30\)"):
+        predict_volume(m, x, p[..., :30], progress=False)
+
+
+def test_memmap_and_hdf5_outputs_equal_in_memory(unet3d, tmp_path):
+    x = _smooth_volume((12, 32, 32), seed=7)
+    ref = predict_volume(unet3d, x, tile_shape=(8, 32, 32), progress=False)
+    path = tmp_path / "out.npy"
+    got = predict_volume(unet3d, x, tile_shape=(8, 32, 32), out=path, progress=False)
+    assert np.array_equal(np.load(path), ref) and np.array_equal(got, ref)
+    mm = np.lib.format.open_memmap(tmp_path / "mm.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    predict_volume(unet3d, x, tile_shape=(8, 32, 32), out=mm, progress=False)
+    assert np.array_equal(np.asarray(mm), ref)
+    with h5py.File(tmp_path / "out.h5", "w") as f:
+        ds = f.create_dataset("den", shape=x.shape, dtype="float32")
+        predict_volume(unet3d, x, tile_shape=(8, 32, 32), out=ds, progress=False)
+        assert np.array_equal(ds[...], ref)
+    with pytest.raises(ShapeMismatchError, match=r"out has shape \(12, 32, 31\)"):
+        predict_volume(unet3d, x, out=np.zeros((12, 32, 31), np.float32), progress=False)
+
+
+class _OOMOnLargeBatches:
+    """Wraps a model; raises TensorFlow's out-of-memory error above ``max_voxels`` per call."""
+
+    def __init__(self, model: keras.Model, max_voxels: int) -> None:
+        self._model = model
+        self.max_voxels = max_voxels
+        self.calls: list[tuple[int, ...]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def predict_on_batch(self, x):
+        self.calls.append(tuple(x.shape))
+        if x.size > self.max_voxels:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        return self._model.predict_on_batch(x)
+
+
+def test_out_of_memory_halves_batch_then_tile(unet3d, volume, whole, caplog):
+    tile = (32, 48, 48)
+    ref = predict_volume(unet3d, volume, tile_shape=tile, batch_size=4, progress=False)
+    wrapped = _OOMOnLargeBatches(unet3d, max_voxels=2 * 32 * 48 * 48)
+    with caplog.at_level(logging.WARNING, logger="resprunet.inference"):
+        got = predict_volume(wrapped, volume, tile_shape=tile, batch_size=4, progress=False)
+    assert "retrying with batch_size=2" in caplog.text
+    assert np.abs(got - ref).max() < 1e-5
+    # one tile still too big: the tile is halved, and the result stays close
+    wrapped = _OOMOnLargeBatches(unet3d, max_voxels=32 * 32 * 32)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="resprunet.inference"):
+        got = predict_volume(wrapped, volume, tile_shape=tile, batch_size=2, progress=False)
+    assert "retrying with tiles of (16, 24, 24)" in caplog.text
+    assert max(np.prod(c[1:4]) for c in wrapped.calls[-3:]) == 16 * 24 * 24
+    assert np.abs(got - whole).max() < 0.05
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+def _fill(path, release: bool) -> float:
+    """Write 16 MiB slice by slice into a new .npy memmap; return the RSS growth in MiB."""
+    from resprunet.inference import _release_pages
+
+    before = _rss_mb()
+    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(64, 256, 256))
+    for z in range(64):
+        big[z] = z
+        if release:
+            _release_pages(big, z, z + 1)
+    growth = _rss_mb() - before
+    big.flush()
+    del big
+    return growth
+
+
+def test_memmap_pages_are_released_without_losing_data(tmp_path):
+    from resprunet.inference import _release_pages
+
+    kept = _fill(tmp_path / "kept.npy", release=False)
+    released = _fill(tmp_path / "released.npy", release=True)
+    assert kept > 12 and released < 3, (kept, released)
+    assert np.array_equal(np.load(tmp_path / "released.npy")[:, 7, 9], np.arange(64, dtype=np.float32))
+    cow = np.load(tmp_path / "released.npy", mmap_mode="c")
+    cow[0] = -1.0
+    _release_pages(cow, 0, 1)  # copy-on-write changes live only in memory: kept
+    assert float(cow[0, 3, 3]) == -1.0

@@ -1,0 +1,69 @@
+"""models_zoo: every trained model loads, has a complete card, and reproduces its held-out metric."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resprunet import models, zoo
+
+REQUIRED = {"unet2d_ct", "unet3d_mri", "respr_unet3d_mri", "blind_unet2d_ct", "microscopy_unet2d_pg"}
+CARD_KEYS = ("name", "summary", "architecture", "normalization", "noise", "training_data",
+             "training", "evaluation", "tuning", "metrics")
+
+
+def test_zoo_holds_the_required_models_under_30_mb():
+    assert REQUIRED <= set(zoo.list())
+    size = sum(p.stat().st_size for p in zoo.root().rglob("*") if p.is_file())
+    assert size < 30 * 2**20
+
+
+def test_unknown_name_and_env_override(tmp_path, monkeypatch):
+    with pytest.raises(zoo.ZooError, match="unknown zoo model 'nope'; available: .*unet2d_ct"):
+        zoo.card("nope")
+    monkeypatch.setenv("RESPRUNET_ZOO", str(tmp_path))
+    assert zoo.root() == tmp_path and zoo.list() == []
+    with pytest.raises(zoo.ZooError, match="available: none"):
+        zoo.load("unet2d_ct")
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_model_card_and_held_out_metric(name):
+    model, card = zoo.load(name)
+    assert card == zoo.card(name) and zoo.path(name) == zoo.root() / name
+    for key in CARD_KEYS:
+        assert card.get(key) is not None, f"{name}: card lacks {key!r}"
+    info = models.describe(model)
+    assert info.ndim == card["architecture"]["ndim"]
+    assert info.needs_prior == bool(card.get("prior"))
+    assert card["training"]["seconds"] > 0 and card["training"]["epochs"] >= 1
+    assert card["training_data"]["licence"]
+    metrics = card["metrics"]
+    assert {"tv"} | ({"bm3d"} if info.ndim == 2 else {"bm4d"}) <= set(metrics)
+    got = zoo.evaluate(model, card)
+    assert abs(got["model"]["psnr"] - metrics["model"]["psnr"]) <= 0.2
+    assert abs(got["noisy"]["psnr"] - metrics["noisy"]["psnr"]) <= 0.01
+    assert got["model"]["psnr"] > got["noisy"]["psnr"] + 1.0  # it does denoise
+
+
+def test_blind_model_works_across_noise_levels():
+    model, card = zoo.load("blind_unet2d_ct")
+    gains = []
+    for sigma in (0.03, 0.15):
+        recipe = {**card["evaluation"], "noise": {"kind": "gaussian", "sigma": sigma}}
+        got = zoo.evaluate(model, {**card, "evaluation": recipe})
+        gains.append(got["model"]["psnr"] - got["noisy"]["psnr"])
+    assert min(gains) > 0.5
+
+
+def test_heldout_case_is_seeded_and_normalised():
+    card = zoo.card("unet3d_mri")
+    clean, noisy, prior = zoo.heldout_case(card)
+    again = zoo.heldout_case(card)[1]
+    assert prior is None and np.array_equal(noisy, again)
+    assert clean.shape == tuple(hi - lo for lo, hi in card["evaluation"]["crop"])
+    assert abs(float(np.std(noisy - clean)) - card["evaluation"]["noise"]["sigma"]) < 0.005
+    _, _, prior = zoo.heldout_case(zoo.card("respr_unet3d_mri"))
+    assert prior is not None and prior.shape == clean.shape
+    assert Path(zoo.path("unet3d_mri") / "model.keras").is_file()
