@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -76,6 +77,8 @@ def test_respr_unet_3d_run_writes_everything(tmp_path, capsys, monkeypatch):
     assert (run / "checkpoints" / "best.keras").is_file()
     model = keras.models.load_model(run / "model.keras", compile=False)
     assert len(model.inputs) == 2  # noisy and prior
+    with zipfile.ZipFile(run / "model.keras") as archive:  # no custom metrics needed to load it
+        assert not json.loads(archive.read("config.json")).get("compile_config")
     saved = json.loads((run / "final_metrics.json").read_text())
     assert saved == json.loads(json.dumps(result.final_metrics))
     (ev,) = saved["evaluations"]

@@ -106,11 +106,14 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, val_volumes: 
            seconds: float) -> TrainResult:
     """Save ``model.keras``, evaluate the held-out volumes, print and save the metrics.
 
-    The saved file is reloaded for the evaluation: that checks it, and the reloaded model
-    lives outside any distribution strategy (a multi-worker model would wait for its peers).
+    ``model.keras`` holds the architecture and weights without the training state (loss,
+    metrics, optimizer), so a plain ``keras.models.load_model`` opens it without importing
+    resprunet's custom metrics. It is reloaded that way for the evaluation: that checks the
+    file, and the reloaded model lives outside any distribution strategy (a multi-worker
+    model would wait for its peers).
     """
-    model.save(run_dir / "model.keras")
-    saved = keras.models.load_model(run_dir / "model.keras", compile=False)
+    keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
+    saved = keras.models.load_model(run_dir / "model.keras")
     evaluations = [
         evaluate_volume(saved, vol, config.data, config.model.ndim, config.seed + 2)
         for vol in val_volumes
