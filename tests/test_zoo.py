@@ -1,6 +1,8 @@
 """models_zoo: every trained model loads, has a complete card, and reproduces its held-out metric."""
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,10 @@ def test_heldout_case_is_seeded_and_normalised():
     _, _, prior = zoo.heldout_case(zoo.card("respr_unet3d_mri"))
     assert prior is not None and prior.shape == clean.shape
     assert Path(zoo.path("unet3d_mri") / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_zoo_file_opens_with_plain_keras(name):
+    """No training state (custom metrics, optimizer) in the file: keras alone can load it."""
+    with zipfile.ZipFile(zoo.path(name) / "model.keras") as archive:
+        assert not json.loads(archive.read("config.json")).get("compile_config")
