@@ -16,9 +16,7 @@ relative error. Writes report.md, report.csv, report.json and figures/ into ``--
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data_pipelines as dp  # noqa: E402
 from resprunet.assess import Case, Report, assess, model_methods, tuned_baselines  # noqa: E402
 from resprunet.variational import INSTALL_HINT, bm_available  # noqa: E402
+
+from demo_cli import demo_main  # noqa: E402  (experiments/ is sys.path[0])
 
 METRICS = ("psnr", "ssim", "ssim_slicewise", "nrmse", "relative_error")
 VALIDATION = np.s_[6:30, 24:72, 16:64]
@@ -72,20 +72,8 @@ def run(out: Path, model_paths: list[str], use_zoo: bool, sigmas: list[float], s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo_assess_3d"), help="output folder")
-    parser.add_argument("--model", action="append", default=[], metavar="PATH",
-                        help="a trained .keras model (percentile-normalised input); repeatable")
-    parser.add_argument("--no-zoo", action="store_true", help="do not add the matching models_zoo models")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1],
-                        help="noise sigmas, fractions of the normalised range (default 0.05 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    report = run(args.out, args.model, not args.no_zoo, args.sigmas, args.seed)
-    print(report.to_markdown(summary=False))
-    print(f"wrote {args.out}/report.md, report.csv, report.json, figures/ in {time.perf_counter() - start:.0f} s")
-    return 0
+    return demo_main(run, __doc__.splitlines()[0], "out/demo_assess_3d",
+                     "a trained .keras model (percentile-normalised input); repeatable", argv)
 
 
 if __name__ == "__main__":
