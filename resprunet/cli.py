@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", type=Path, metavar="CONFIG.yaml")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set model.filters=16")
+    t.add_argument("--precision", help="float32, mixed_bfloat16 (CPU) or mixed_float16 (GPU); "
+                   "shortcut for --set precision=...")
+    t.add_argument("--strategy", help="default, mirrored or multiworker (TF_CONFIG on each worker); "
+                   "shortcut for --set strategy=...")
+    t.add_argument("--resume", metavar="RUN_DIR|latest",
+                   help="continue a killed run from its last completed epoch (uses its config.yaml)")
     t.set_defaults(func=_cmd_train)
 
     a = sub.add_parser(
@@ -239,11 +245,14 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import load_config, train
+    from .training import train
+    from .training.script import resolve, shortcut_overrides
 
     if not args.config.is_file():
         raise CliError(f"{args.config}: no such config file")
-    result = train(load_config(args.config, args.overrides))
+    overrides = args.overrides + shortcut_overrides(args.precision, args.strategy)
+    config, run_dir = resolve(args.config, overrides, args.resume)
+    result = train(config, run_dir=run_dir)
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -319,24 +328,13 @@ def _cmd_zoo_show(args: argparse.Namespace) -> int:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from data_pipelines.errors import DataPipelineError
 
+    from .assess import AssessError
+    from .training import ConfigError
+    from .variational import BMPackageMissingError
     from .zoo import ZooError
 
-    from .assess import AssessError
-
-    errors: list[type[BaseException]] = [
-        CliError, DataPipelineError, ZooError, AssessError, OSError, MemoryError,
-    ]
-    try:
-        from .training import ConfigError
-        errors.append(ConfigError)
-    except ImportError:  # training unavailable: its errors cannot occur
-        pass
-    try:
-        from .variational import BMPackageMissingError
-        errors.append(BMPackageMissingError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (CliError, DataPipelineError, ZooError, AssessError, ConfigError, BMPackageMissingError,
+            OSError, MemoryError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -319,3 +319,8 @@ def test_train_runs_a_config_with_overrides(tmp_path, capsys):
     code, _, err = _run(capsys, "denoise", src, tmp_path / "den.npy", "--model", run_dir / "model.keras")
     assert code == 0, err
     assert np.load(tmp_path / "den.npy").shape == (1, 128, 128)
+    # bad shortcut values and a resume with no run are one-line errors, before any training
+    code, _, err = _run(capsys, "train", config, "--precision", "float8")
+    assert code == 2 and "precision" in err and "float8" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "train", config, "--set", "run.name=none_yet", "--resume", "latest")
+    assert code == 2 and "none_yet" in err and len(err.strip().splitlines()) == 1

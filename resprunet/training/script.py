@@ -32,13 +32,17 @@ def main(argv: Sequence[str] | None, description: str, default_config: Path) -> 
     """
     cli = parser(description, default_config)
     args = cli.parse_args(argv)
-    overrides = list(args.overrides)
-    overrides += [f"{k}={v}" for k, v in (("precision", args.precision), ("strategy", args.strategy)) if v]
+    overrides = list(args.overrides) + shortcut_overrides(args.precision, args.strategy)
     try:
         config, run_dir = resolve(args.config, overrides, args.resume)
     except (ConfigError, FileNotFoundError) as err:
         cli.error(str(err))
     return train(config, run_dir=run_dir)
+
+
+def shortcut_overrides(precision: str | None, strategy: str | None) -> list[str]:
+    """``--precision``/``--strategy`` as ``KEY=VALUE`` overrides (validated with the config)."""
+    return [f"{key}={value}" for key, value in (("precision", precision), ("strategy", strategy)) if value]
 
 
 def resolve(config_path: Path, overrides: list[str], resume: str | None) -> tuple[TrainConfig, Path | None]:
