@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines.errors import InvalidDataError, ShapeMismatchError
+from model_helpers import random_head
 from resprunet import models
 from resprunet.inference import plan_tiles, predict_volume
 
@@ -27,7 +28,7 @@ def _smooth_volume(shape: tuple[int, ...], seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def unet3d() -> keras.Model:
     keras.utils.set_random_seed(1)
-    return models.build("unet", ndim=3, filters=4, depth=1, batch_norm=False)
+    return random_head(models.build("unet", ndim=3, filters=4, depth=1, batch_norm=False))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_any_shape_pads_and_crops(unet3d):
 def test_thin_stack(z):
     # z is smaller than the divisor 2**depth = 4: reflect-padded to 4, cropped back
     keras.utils.set_random_seed(4)
-    m = models.build("unet", ndim=3, filters=4, depth=2, batch_norm=False)
+    m = random_head(models.build("unet", ndim=3, filters=4, depth=2, batch_norm=False))
     x = _smooth_volume((z, 32, 32), seed=3)
     y = predict_volume(m, x, tile_shape=(2, 16, 16), progress=False)
     assert y.shape == (z, 32, 32)
@@ -109,7 +110,7 @@ def test_thin_stack(z):
 
 def test_2d_model_slice_by_slice_and_on_an_image():
     keras.utils.set_random_seed(2)
-    m = models.build("unet", ndim=2, filters=4, depth=2, batch_norm=False)
+    m = random_head(models.build("unet", ndim=2, filters=4, depth=2, batch_norm=False))
     x = _smooth_volume((3, 36, 40), seed=4)
     y = predict_volume(m, x, batch_size=2, progress=False)
     direct = np.asarray(m.predict_on_batch(x[..., None]))[..., 0]
@@ -130,11 +131,13 @@ def test_3d_model_rejects_a_2d_image(unet3d):
 def test_prior_model():
     keras.utils.set_random_seed(3)
     m = models.build("respr_unet", ndim=3, filters=4, depth=2, batch_norm=False)
+    random_head(m)
     x = _smooth_volume((8, 32, 32), seed=5)
     p = _smooth_volume((8, 32, 32), seed=6)
     y = predict_volume(m, x, p, progress=False)
     direct = np.asarray(m.predict_on_batch({"noisy": x[None, ..., None], "prior": p[None, ..., None]}))
     assert np.abs(y - direct[0, ..., 0]).max() < 1e-5
+    assert np.abs(y - p).mean() > 1e-3
     with pytest.raises(ShapeMismatchError, match="needs a prior"):
         predict_volume(m, x, progress=False)
     with pytest.raises(ShapeMismatchError, match=r"prior has shape \(8, 32, 30\)"):

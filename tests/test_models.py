@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from model_helpers import random_head
 from resprunet import models
 
 # Small options per model so every test runs on tiny inputs.
@@ -26,11 +27,6 @@ def _inputs(model: keras.Model, ndim: int, channels: int = 1, seed: int = 0):
     if models.describe(model).needs_prior:
         return {"noisy": noisy, "prior": rng.random(shape, dtype=np.float32)}
     return noisy
-
-
-def _zero_output_conv(model: keras.Model) -> None:
-    layer = model.get_layer("output_conv")
-    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
 
 @pytest.fixture
@@ -192,23 +188,26 @@ def test_describe_rejects_a_model_without_noisy_input():
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_residual_unet_with_zero_last_layer_returns_its_input(ndim):
+def test_untrained_residual_unet_returns_its_input(ndim):
+    """With a global residual the head starts at zero: out = noisy before any training."""
     model = models.build("unet", ndim=ndim, filters=4, depth=2, residual=True)
-    _zero_output_conv(model)
     x = _inputs(model, ndim)
     np.testing.assert_array_equal(np.asarray(model(x)), x)
+    assert not np.any(model.get_layer("output_conv").get_weights()[0])
+    non_residual = models.build("unet", ndim=ndim, filters=4, depth=2, residual=False)
+    assert np.any(non_residual.get_layer("output_conv").get_weights()[0])
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_respr_unet_with_zero_unet_output_returns_the_prior(ndim):
+def test_untrained_respr_unet_returns_the_prior(ndim):
     model = models.build("respr_unet", ndim=ndim, filters=4, depth=2)
-    _zero_output_conv(model)
     x = _inputs(model, ndim)
     np.testing.assert_array_equal(np.asarray(model(x)), x["prior"])
 
 
 def test_respr_unet_output_depends_on_noisy_input():
     model = models.build("respr_unet", ndim=2, filters=4, depth=2)
+    random_head(model)
     x = _inputs(model, 2)
     y = dict(x, noisy=x["noisy"] + 0.5)
     assert not np.allclose(np.asarray(model(x)), np.asarray(model(y)))

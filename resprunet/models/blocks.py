@@ -100,7 +100,10 @@ def conv_unit(
     kernel_size, strides : int
         Same along every spatial axis; ``strides=2`` halves (``transpose``: doubles) the size.
     batch_norm : bool
-        Insert ``BatchNormalization`` between the convolution and the activation.
+        Insert ``BatchNormalization`` between the convolution and the activation, with
+        momentum 0.9: with Keras' default 0.99 the moving statistics used at inference lag
+        far behind in short CPU runs (a 2D U-Net gained +1.5 dB instead of +8.3 dB after
+        320 steps).
     transpose : bool
         Use a transposed convolution.
     activation : str or None
@@ -115,7 +118,7 @@ def conv_unit(
         ndim, filters, kernel_size, strides=strides, use_bias=not batch_norm, transpose=transpose
     )(x)
     if batch_norm:
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
     if activation is not None:
         x = layers.Activation(activation)(x)
     return x
@@ -169,10 +172,15 @@ def output_head(
     All layers of the head compute in float32 (``dtype="float32"``), so a model built under the
     ``mixed_bfloat16`` policy still returns float32. The 1x1 convolution is named
     ``"output_conv"``; with a skip the sum is ``out = skip + output_conv(features)`` and the
-    activation, if any, is applied to the sum.
+    activation, if any, is applied to the sum. With a skip, ``output_conv`` starts at zero, so
+    an untrained model returns the skip (the noisy input, or the prior for ResPr-UNet).
     """
     check_choice("final_activation", final_activation, FINAL_ACTIVATIONS)
-    out = conv(ndim, channels, 1, dtype="float32", name="output_conv")(features)
+    # With a skip the head starts as the identity (out = skip): zero weights, so training
+    # learns a correction instead of first undoing a random projection.
+    initializer = "zeros" if skip is not None else "glorot_uniform"
+    out = conv(ndim, channels, 1, dtype="float32", name="output_conv",
+               kernel_initializer=initializer)(features)
     if skip is not None:
         out = layers.Add(dtype="float32", name="residual_add")([skip, out])
     if final_activation is not None:
