@@ -204,14 +204,14 @@ def _rss_mb() -> float:
 
 def _fill(path, release: bool) -> float:
     """Write 16 MiB slice by slice into a new .npy memmap; return the RSS growth in MiB."""
-    from resprunet.inference import _release_pages
+    from resprunet.inference.output import release_pages
 
     before = _rss_mb()
     big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(64, 256, 256))
     for z in range(64):
         big[z] = z
         if release:
-            _release_pages(big, z, z + 1)
+            release_pages(big, z, z + 1)
     growth = _rss_mb() - before
     big.flush()
     del big
@@ -219,7 +219,7 @@ def _fill(path, release: bool) -> float:
 
 
 def test_memmap_pages_are_released_without_losing_data(tmp_path):
-    from resprunet.inference import _release_pages
+    from resprunet.inference.output import release_pages
 
     kept = _fill(tmp_path / "kept.npy", release=False)
     released = _fill(tmp_path / "released.npy", release=True)
@@ -227,5 +227,5 @@ def test_memmap_pages_are_released_without_losing_data(tmp_path):
     assert np.array_equal(np.load(tmp_path / "released.npy")[:, 7, 9], np.arange(64, dtype=np.float32))
     cow = np.load(tmp_path / "released.npy", mmap_mode="c")
     cow[0] = -1.0
-    _release_pages(cow, 0, 1)  # copy-on-write changes live only in memory: kept
+    release_pages(cow, 0, 1)  # copy-on-write changes live only in memory: kept
     assert float(cow[0, 3, 3]) == -1.0

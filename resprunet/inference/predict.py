@@ -1,254 +1,19 @@
-"""Tiled sliding-window prediction with Gaussian blending, memory-bounded.
-
-A volume is cut into overlapping tiles (25 % by default, never less than half the model's
-receptive field), the tiles go through the model in batches, and each prediction is added
-with Gaussian weights (sigma = 1/8 of the tile, as in MONAI) into accumulators that cover
-only a slab of the volume along z. When a slab is complete it is divided by its weights
-and written out, so memory stays about one slab of tiles even for a volume larger than RAM
-written to a memory-mapped ``.npy`` file or an HDF5 dataset.
-
->>> from resprunet.inference import predict_volume       # doctest: +SKIP
->>> y = predict_volume(model, x, tile_shape=(32, 64, 64), overlap=0.25)
-"""
+"""Tiled prediction of a volume (:func:`predict_volume`) and denoising in source units (:func:`denoise_array`)."""
 from __future__ import annotations
 
 import logging
 import math
-import mmap
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from data_pipelines.errors import InvalidDataError, ShapeMismatchError
 from tqdm.auto import tqdm
 
-from data_pipelines.errors import InvalidDataError, ShapeMismatchError
-
-__all__ = ["predict_volume", "denoise_array", "TileGrid", "plan_tiles", "gaussian_weights"]
+from .output import Sink, SlabAccumulator, output_target, release_pages
+from .tiles import Shape3, TileGrid, gaussian_weights, per_axis, plan_tiles
 
 log = logging.getLogger(__name__)
-
-Shape3 = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """Where the tiles of a (z, y, x) volume start.
-
-    Attributes
-    ----------
-    volume_shape : tuple of int
-        (z, y, x) of the volume, in voxels.
-    tile_shape : tuple of int
-        (z, y, x) of every tile, in voxels (a multiple of the model's divisor; an axis
-        shorter than its tile is reflect-padded up to the tile).
-    overlap : tuple of int
-        Overlap between neighbouring tiles along (z, y, x), in voxels.
-    starts : tuple of tuple of int
-        Tile start positions along each axis.
-    """
-
-    volume_shape: Shape3
-    tile_shape: Shape3
-    overlap: Shape3
-    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-
-    @property
-    def n_tiles(self) -> int:
-        """Total number of tiles."""
-        return math.prod(len(s) for s in self.starts)
-
-    def __iter__(self) -> Iterator[Shape3]:
-        """Tile starts (z0, y0, x0) in z-major order (all tiles of one z row together)."""
-        for z0 in self.starts[0]:
-            for y0 in self.starts[1]:
-                for x0 in self.starts[2]:
-                    yield (z0, y0, x0)
-
-
-def _per_axis(value: int | tuple[int, ...] | list[int], name: str, spatial: int) -> Shape3:
-    """Expand an int or a 2/3-tuple to (z, y, x); a 2D model has no z (1)."""
-    if np.isscalar(value):
-        vals = [int(value)] * spatial
-    else:
-        vals = [int(v) for v in value]  # type: ignore[union-attr]
-    if len(vals) != spatial:
-        raise InvalidDataError(f"{name} must have {spatial} values, got {value!r}")
-    if spatial == 2:
-        vals = [1, *vals]
-    return (vals[0], vals[1], vals[2])
-
-
-def _starts(length: int, tile: int, step: int) -> tuple[int, ...]:
-    """Start positions of tiles of size ``tile`` covering ``[0, max(length, tile))``."""
-    if length <= tile:
-        return (0,)
-    n = math.ceil((length - tile) / step) + 1
-    return tuple(sorted({min(i * step, length - tile) for i in range(n)}))
-
-
-def plan_tiles(
-    volume_shape: Shape3,
-    tile_shape: tuple[int, ...] | None,
-    *,
-    divisor: Shape3,
-    receptive_field: Shape3,
-    overlap: float = 0.25,
-) -> TileGrid:
-    """Choose the tile grid for a volume.
-
-    Parameters
-    ----------
-    volume_shape : tuple of int
-        (z, y, x) of the volume, in voxels.
-    tile_shape : tuple of int or None
-        Requested (z, y, x) tile in voxels; None for one tile holding the whole volume.
-        Each axis is clipped to the volume and rounded up to a multiple of ``divisor``.
-    divisor : tuple of int
-        Every tile axis must be a multiple of this (2**depth for a U-Net; 1 along z for a
-        2D model).
-    receptive_field : tuple of int
-        The model's receptive field along (z, y, x), in voxels.
-    overlap : float
-        Fraction of the tile shared with each neighbour, in [0, 1). Raised, per axis, to
-        cover half the receptive field (capped at half the tile, with a warning).
-
-    Returns
-    -------
-    TileGrid
-    """
-    if not 0.0 <= overlap < 1.0:
-        raise InvalidDataError(f"overlap must be in [0, 1), got {overlap}")
-    requested = volume_shape if tile_shape is None else tile_shape
-    tiles, overlaps, starts, capped = [], [], [], []
-    for axis, (length, want, div, rf) in enumerate(
-        zip(volume_shape, requested, divisor, receptive_field)
-    ):
-        if want < 1:
-            raise InvalidDataError(f"tile_shape must be positive, got {tuple(requested)}")
-        tile = div * math.ceil(min(want, length) / div)
-        if tile >= length:
-            n_over = 0
-        else:
-            need = math.ceil(rf / 2) if div > 1 or rf > 1 else 0
-            n_over = max(int(round(overlap * tile)), need)
-            if n_over > tile // 2:
-                capped.append(f"axis {axis}: tile {tile} < receptive field {rf}")
-                n_over = tile // 2
-        tiles.append(tile)
-        overlaps.append(n_over)
-        starts.append(_starts(length, tile, max(tile - n_over, 1)))
-    if capped:
-        log.warning("tiles too small for the model's receptive field (%s); overlap capped at half "
-                    "the tile: use larger tiles for seamless output", "; ".join(capped))
-    return TileGrid(
-        volume_shape=tuple(volume_shape),  # type: ignore[arg-type]
-        tile_shape=tuple(tiles),  # type: ignore[arg-type]
-        overlap=tuple(overlaps),  # type: ignore[arg-type]
-        starts=tuple(starts),  # type: ignore[arg-type]
-    )
-
-
-def gaussian_weights(grid: TileGrid) -> np.ndarray:
-    """Blending weights of one tile, shape ``grid.tile_shape``, float32, maximum 1.
-
-    A separable Gaussian with sigma = 1/8 of the tile along each axis (MONAI's
-    ``mode="gaussian"``), floored at 1e-4 so that no voxel gets zero weight. An axis with
-    a single tile gets weight 1 (every tile covering a voxel shares it, so it cancels).
-    """
-    w = np.ones(grid.tile_shape, np.float32)
-    for axis, (tile, starts) in enumerate(zip(grid.tile_shape, grid.starts)):
-        if len(starts) == 1:
-            continue
-        centre = (tile - 1) / 2.0
-        sigma = tile / 8.0
-        g = np.exp(-0.5 * ((np.arange(tile) - centre) / sigma) ** 2).astype(np.float32)
-        shape = [1, 1, 1]
-        shape[axis] = tile
-        w = w * np.maximum(g, 1e-4).reshape(shape)
-    return w
-
-
-class _SlabAccumulator:
-    """Weighted sums over a slab of z slices; finished slices are written to ``sink``."""
-
-    def __init__(self, sink: "_Sink", yx: tuple[int, int], channels: int) -> None:
-        self.sink = sink
-        self.yx = yx
-        self.channels = channels
-        self.z_lo = 0
-        self.total = np.zeros((0, *yx, channels), np.float32)
-        self.weight = np.zeros((0, *yx, 1), np.float32)
-
-    def _cover(self, z_hi: int) -> None:
-        extra = z_hi - self.z_lo - self.total.shape[0]
-        if extra > 0:
-            self.total = np.concatenate(
-                [self.total, np.zeros((extra, *self.yx, self.channels), np.float32)]
-            )
-            self.weight = np.concatenate([self.weight, np.zeros((extra, *self.yx, 1), np.float32)])
-
-    def add(self, start: Shape3, pred: np.ndarray, weight: np.ndarray) -> None:
-        """Add ``pred`` (z, y, x, c), already cropped to the volume, with ``weight`` (z, y, x)."""
-        z0, y0, x0 = start
-        dz, dy, dx = pred.shape[:3]
-        self._cover(z0 + dz)
-        zs = slice(z0 - self.z_lo, z0 - self.z_lo + dz)
-        self.total[zs, y0 : y0 + dy, x0 : x0 + dx] += pred * weight[..., None]
-        self.weight[zs, y0 : y0 + dy, x0 : x0 + dx] += weight[..., None]
-
-    def flush(self, z_end: int) -> None:
-        """Write the slices below ``z_end`` (no later tile touches them) and drop them."""
-        n = z_end - self.z_lo
-        if n <= 0:
-            return
-        self.sink.write(self.z_lo, self.total[:n] / self.weight[:n])
-        self.total = self.total[n:].copy()
-        self.weight = self.weight[n:].copy()
-        self.z_lo = z_end
-
-
-def _release_pages(array: Any, start: int, stop: int) -> None:
-    """Drop rows ``start:stop`` (axis 0) of a memory-mapped array from resident memory.
-
-    Written pages are flushed to the file first; the data stays in the file (and the page
-    cache), only this process's resident set shrinks. A no-op for anything but a
-    C-contiguous ``np.memmap``, and for a writeable copy-on-write one (``mode="c"``), whose
-    changes live only in memory.
-    """
-    mm = getattr(array, "_mmap", None)
-    if mm is None or not array.flags.c_contiguous or stop <= start or not hasattr(mm, "madvise"):
-        return
-    if array.flags.writeable and getattr(array, "mode", None) == "c":
-        return
-    base = np.frombuffer(mm, np.uint8).ctypes.data
-    row = array.strides[0]
-    first = array.ctypes.data - base + start * row
-    last = array.ctypes.data - base + stop * row
-    page = mmap.PAGESIZE
-    first, last = -(-first // page) * page, (last // page) * page
-    if last > first:
-        if array.flags.writeable:
-            mm.flush(first, last - first)
-        mm.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-
-class _Sink:
-    """Writes finished (z, y, x, c) slabs into the caller's output array or dataset."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-
-    def write(self, z0: int, slab: np.ndarray) -> None:
-        z1 = z0 + slab.shape[0]
-        if self.target.ndim == 2:  # a 2D image: (y, x)
-            self.target[...] = slab.reshape(self.target.shape)
-        else:
-            self.target[z0:z1] = slab.reshape((z1 - z0, *self.target.shape[1:]))
-            _release_pages(self.target, z0, z1)
 
 
 class _OutOfMemory(Exception):
@@ -324,12 +89,12 @@ def _run_grid(
     weights: np.ndarray,
     ndim: int,
     batch_size: list[int],
-    sink: _Sink,
+    sink: Sink,
     out_channels: int,
     progress: bool,
 ) -> None:
     """Predict every tile of ``grid``, blend with ``weights`` (the tile's shape) into ``sink``."""
-    acc = _SlabAccumulator(sink, x.shape[1:3], out_channels)
+    acc = SlabAccumulator(sink, x.shape[1:3], out_channels)
     starts = list(grid)
     z_len = x.shape[0]
     with tqdm(total=len(starts), desc="tiles", unit="tile", disable=not progress) as bar:
@@ -354,32 +119,8 @@ def _run_grid(
             done = starts[b][0] if b < len(starts) else z_len
             acc.flush(done)
             for source in (x, prior):  # input rows below ``done`` are not read again
-                _release_pages(source, 0, done)
+                release_pages(source, 0, done)
             bar.update(len(batch))
-
-
-@contextmanager
-def _output_target(out: Any, shape: tuple[int, ...]) -> Iterator[Any]:
-    """Yield an array-like to write into: a new array, the caller's array/dataset, or a
-    memory-mapped ``.npy`` written atomically at the path ``out``."""
-    if out is None:
-        yield np.empty(shape, np.float32)
-        return
-    if isinstance(out, (str, os.PathLike)):
-        from data_pipelines.io.atomic import atomic_path
-
-        path = Path(out)
-        if path.suffix != ".npy":
-            raise InvalidDataError(f"{path}: out must be a .npy path (memory-mapped), got {path.suffix!r}")
-        with atomic_path(path, force=True) as tmp:
-            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            yield target
-            target.flush()
-            del target
-        return
-    if tuple(out.shape) != tuple(shape):
-        raise ShapeMismatchError(f"out has shape {tuple(out.shape)}; expected {tuple(shape)}")
-    yield out
 
 
 def _model_info(model: Any) -> Any:
@@ -495,20 +236,20 @@ def predict_volume(
     out_shape = out_shape + ((out_channels,) if (x_in.ndim == 4 or out_channels > 1) else ())
 
     spatial = 2 if ndim == 2 else 3
-    divisor = _per_axis(info.divisor, "divisor", spatial)
-    rf = _per_axis(info.receptive_field, "receptive_field", spatial)
-    tile = None if tile_shape is None else _per_axis(tuple(tile_shape)[-spatial:], "tile_shape", spatial)
+    divisor = per_axis(info.divisor, "divisor", spatial)
+    rf = per_axis(info.receptive_field, "receptive_field", spatial)
+    tile = None if tile_shape is None else per_axis(tuple(tile_shape)[-spatial:], "tile_shape", spatial)
     if ndim == 2 and tile is None:
         tile = (1, *x4.shape[1:3])
     batch = [int(batch_size)]
-    with _output_target(out, out_shape) as target:
+    with output_target(out, out_shape) as target:
         while True:
             grid = plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
                               overlap=overlap)
             weights = (gaussian_weights(grid) if blend == "gaussian"
                        else np.ones(grid.tile_shape, np.float32))
             try:
-                _run_grid(model, x4, p4, grid, weights, ndim, batch, _Sink(target), out_channels,
+                _run_grid(model, x4, p4, grid, weights, ndim, batch, Sink(target), out_channels,
                           progress)
                 break
             except _OutOfMemory as exc:
