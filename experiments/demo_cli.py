@@ -4,11 +4,24 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from resprunet.assess import Report
+from resprunet.variational import TuningResult
 
 RunDemo = Callable[[Path, list[str], bool, list[float], int], Report]
+
+
+def parameter_line(sigma: str, tuned_on: str, params: dict[str, dict[str, Any]],
+                    tuning: dict[str, TuningResult]) -> str:
+    """One markdown row ``| sigma | tuned on | parameters | grid widening |`` for a report preamble.
+
+    ``params`` and ``tuning`` are what :func:`resprunet.assess.tuned_baselines` returns; the
+    last column names each grid widened beyond its edge or whose best value is still on it.
+    """
+    chosen = "; ".join(f"{n}: " + ", ".join(f"{p}={v:.3g}" for p, v in ps.items()) for n, ps in params.items())
+    widening = "; ".join(f"{n}: {t.describe_widening()}" for n, t in tuning.items() if t.describe_widening())
+    return f"| {sigma} | {tuned_on} | {chosen} | {widening or 'none'} |"
 
 
 def demo_main(run: RunDemo, description: str, default_out: str, model_help: str,

@@ -32,6 +32,7 @@ NEEDS_BM3D = pytest.mark.skipif(not bm_available("bm3d"), reason=f"bm3d not inst
 NEEDS_BM4D = pytest.mark.skipif(not bm_available("bm4d"), reason=f"bm4d not installed ({INSTALL_HINT})")
 TV_GRID = {"weight": [0.04, 0.06, 0.08, 0.1, 0.12, 0.15]}
 SPADE_GRID = {"weight": [0.06, 0.1, 0.15], "alpha": [0.0, 0.25, 0.5, 0.75]}
+SPADE_BOUNDS = {"alpha": (0.0, 1.0)}  # a share: the grid widening stops at 1
 
 
 def _noisy(x: np.ndarray, seed: int, sigma: float = SIGMA) -> np.ndarray:
@@ -117,7 +118,8 @@ def test_spade_with_alpha_zero_is_tv_and_its_objective_never_increases(camera_sp
 
 def test_spade_with_a_perfect_prior_beats_tv_clearly(camera_split, tuned_tv):
     s = camera_split
-    best = tune_on_validation(spade_denoise, s["val"], s["val_noisy"], SPADE_GRID, prior=s["val"])
+    best = tune_on_validation(spade_denoise, s["val"], s["val_noisy"], SPADE_GRID, prior=s["val"],
+                              bounds=SPADE_BOUNDS)
     out = spade_denoise(s["test_noisy"], s["test"], **best)
     margin = psnr(s["test"], out, 1.0) - psnr(s["test"], tuned_tv[1], 1.0)
     assert best["alpha"] > 0
@@ -128,7 +130,8 @@ def test_spade_with_a_useless_prior_falls_back_to_tv(camera_split, tuned_tv):
     s = camera_split
     val_prior = np.full(s["val"].shape, s["val"].mean())
     test_prior = np.full(s["test"].shape, s["test"].mean())
-    best = tune_on_validation(spade_denoise, s["val"], s["val_noisy"], SPADE_GRID, prior=val_prior)
+    best = tune_on_validation(spade_denoise, s["val"], s["val_noisy"], SPADE_GRID, prior=val_prior,
+                              bounds=SPADE_BOUNDS)
     out = spade_denoise(s["test_noisy"], test_prior, **best)
     delta = psnr(s["test"], out, 1.0) - psnr(s["test"], tuned_tv[1], 1.0)
     assert delta >= -0.2, delta  # measured +0.20 dB
@@ -201,9 +204,11 @@ def test_skimage_methods_are_wrapped_faithfully(camera_split):
 def test_tuning_reports_every_score_and_picks_the_best(camera_split):
     s = camera_split
     result = tune_on_validation(tv_denoise, s["val"], s["val_noisy"], {"weight": [0.02, 0.08]}, return_result=True)
-    direct = [psnr(s["val"], tv_denoise(s["val_noisy"], w), 1.0) for w in (0.02, 0.08)]
+    weights = (0.02, 0.08, 0.32)  # 0.08 is on the grid's edge: widened by the grid's ratio, 4
+    direct = [psnr(s["val"], tv_denoise(s["val_noisy"], w), 1.0) for w in weights]
     np.testing.assert_allclose(result.scores, direct, atol=1e-9)
-    assert result.best == {"weight": 0.08} and result.params == [{"weight": 0.02}, {"weight": 0.08}]
+    assert result.best == {"weight": 0.08} and result.params == [{"weight": w} for w in weights]
+    assert result.widened == {"weight": [0.32]} and result.at_edge == {}
     with pytest.raises(ValueError, match="no values"):
         tune_on_validation(tv_denoise, s["val"], s["val_noisy"], {"weight": []})
 

@@ -22,13 +22,16 @@ _FILES = {
     "epi": "example4d_epi.nii.gz",
     "epi_4d": "example4d_epi.nii.gz",
     "ct_slices": "ct_slices.npz",
+    "t1_head": "t1_head_2mm.nii.gz",
 }
 _DESCRIPTIONS = {
     "mni152_t1": "MNI152 2009a symmetric T1 brain template (nilearn), 2 mm, (z, y, x) = (80, 96, 80) "
                  "uint8 intensities; default 3D training volume",
     "epi": "real EPI head volume (nibabel example4d, frame 0), (z, y, x) = (24, 96, 128), "
-           "2.2 x 2 x 2 mm, int16 scanner units; held-out 3D validation volume",
+           "2.2 x 2 x 2 mm, int16 scanner units; default 3D test volume (never trained on or used for selection)",
     "epi_4d": "the same EPI with both time frames as channels, (24, 96, 128, 2), for the temporal-mean prior",
+    "t1_head": "real T1-weighted MR head (nibabel anatomical.nii, another subject), (z, y, x) = (25, 41, 33), "
+               "2 mm, int16; default 3D validation volume",
     "ct_slices": "3 real 2D CT slices in HU, (3, 128, 128), from 2 subjects (meta['subject'] = [0, 1, 1]): "
                  "NEMA CT1 spine (pydicom) and a NEMA enhanced-CT head perfusion map (pydicom-data)",
 }
@@ -70,15 +73,15 @@ def sample(name: str) -> Volume:
     Parameters
     ----------
     name : str
-        One of :func:`list_samples`: ``"mni152_t1"`` (3D training volume), ``"epi"``
-        (held-out 3D validation volume), ``"epi_4d"`` (two EPI frames as channels),
-        ``"ct_slices"`` (2D CT slices in HU).
+        One of :func:`list_samples`: ``"mni152_t1"`` (3D training volume), ``"t1_head"``
+        (3D validation volume), ``"epi"`` (3D test volume), ``"epi_4d"`` (two EPI frames as
+        channels), ``"ct_slices"`` (2D CT slices in HU).
 
     Returns
     -------
     Volume
         ``mni152_t1``: (80, 96, 80), spacing (2, 2, 2) mm. ``epi``: (24, 96, 128),
-        spacing (2.2, 2, 2) mm. ``epi_4d``: (24, 96, 128, 2). ``ct_slices``: (3, 128, 128)
+        spacing (2.2, 2, 2) mm. ``t1_head``: (25, 41, 33), spacing (2, 2, 2) mm. ``epi_4d``: (24, 96, 128, 2). ``ct_slices``: (3, 128, 128)
         in HU with ``spacing`` None (the slices are not contiguous), ``meta["subject"]``
         (int array, one entry per slice: which scan it comes from) and
         ``meta["pixel_spacing"]`` ((n, 2) mm).

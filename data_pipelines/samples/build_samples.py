@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 MNI_FILE = "mni152_t1_2mm.nii.gz"
 EPI_FILE = "example4d_epi.nii.gz"
 CT_FILE = "ct_slices.npz"
+T1_HEAD_FILE = "t1_head_2mm.nii.gz"
 CT_SOURCES = ("CT_small.dcm", "eCT_Supplemental.dcm")
 CT_SIZE = 128
 
@@ -86,8 +87,16 @@ def build_epi(target: Path) -> tuple[int, ...]:
     return nib.load(str(target)).shape
 
 
+def build_t1_head(target: Path) -> tuple[int, ...]:
+    """nibabel's anatomical.nii (a T1 head, 2 mm), gzip-compressed, data and header unchanged."""
+    source = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    nib.save(nib.load(str(source)), str(target))
+    return nib.load(str(target)).shape
+
+
 def main() -> None:
-    for builder, name in ((build_mni, MNI_FILE), (build_epi, EPI_FILE), (build_ct, CT_FILE)):
+    builders = ((build_mni, MNI_FILE), (build_epi, EPI_FILE), (build_ct, CT_FILE), (build_t1_head, T1_HEAD_FILE))
+    for builder, name in builders:
         shape = builder(HERE / name)
         print(f"{name}: shape {shape}, {(HERE / name).stat().st_size / 1024:.0f} KiB")
 

@@ -18,6 +18,7 @@ from .classical import nl_means_denoise, tv_chambolle_denoise, wavelet_denoise
 from .spade import spade_denoise
 from .tuning import TuningResult, calibrate_j_invariance, estimate_noise_sigma, parameter_grid, tune_on_validation
 from .tv import tv_denoise
+from .vst import generalized_anscombe, inverse_generalized_anscombe
 
 __all__ = [
     "INSTALL_HINT",
@@ -30,6 +31,8 @@ __all__ = [
     "bm_available",
     "calibrate_j_invariance",
     "estimate_noise_sigma",
+    "generalized_anscombe",
+    "inverse_generalized_anscombe",
     "nl_means_denoise",
     "parameter_grid",
     "spade_denoise",

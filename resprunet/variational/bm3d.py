@@ -1,16 +1,20 @@
 """BM3D (2D, slice-wise for volumes) and BM4D (3D) over the optional ``bm3d``/``bm4d`` packages.
 
+Both denoise white Gaussian noise; on Poisson-Gaussian data (``photons`` given) they run in
+the domain of the generalised Anscombe transform (:mod:`resprunet.variational.vst`).
 Both packages (PyPI ``bm3d``, ``bm4d``; non-commercial licence) are the optional extra
 ``bm``: ``pip install "resprunet[bm]"``. They are imported on first use only.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
 
 from ._validate import as_float_image, output_dtype
+from .vst import generalized_anscombe, inverse_generalized_anscombe
 
 INSTALL_HINT = 'pip install "resprunet[bm]"'
 
@@ -80,7 +84,20 @@ def _resolve_sigma(f: np.ndarray, sigma: float | None) -> float:
     return value
 
 
-def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str = "np") -> np.ndarray:
+def _gaussian_or_stabilised(f: np.ndarray, sigma: float | None, photons: float | None,
+                            denoise: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
+    """``denoise(f, sigma)`` for Gaussian noise; for Poisson-Gaussian noise (``photons`` given),
+    ``denoise`` with sigma 1 between the forward and the unbiased inverse GAT."""
+    if photons is None:
+        return denoise(f, _resolve_sigma(f, sigma))
+    if sigma is None:
+        raise ValueError("with photons, give sigma: the Gaussian part in normalised units (0 for pure Poisson)")
+    stabilised = generalized_anscombe(f, photons, sigma)
+    return inverse_generalized_anscombe(denoise(stabilised, 1.0), photons, sigma)
+
+
+def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: float | None = None,
+                 profile: str = "np") -> np.ndarray:
     """BM3D denoising of an image, or of each (y, x) slice of a (z, y, x) volume.
 
     Parameters
@@ -91,6 +108,13 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str 
         Standard deviation of the white Gaussian noise, in the data's units (0.05 for
         "5 %" of a [0, 1] range). Default: estimated from the data
         (:func:`resprunet.variational.estimate_noise_sigma`). Give the true sigma when known.
+        With ``photons``: the Gaussian part of Poisson-Gaussian noise, normalised units,
+        required (0 for pure Poisson).
+    photons : float, optional
+        Poisson-Gaussian noise (:class:`data_pipelines.PoissonGaussianNoise`): expected
+        photon count at intensity 1 of data normalised to [0, 1]. The data are stabilised
+        with the generalised Anscombe transform, denoised with sigma 1 and mapped back with
+        the unbiased inverse (:mod:`resprunet.variational.vst`).
     profile : str
         ``bm3d`` profile ("np", "refilter", "vn", "high", ...).
 
@@ -105,16 +129,22 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str 
         The ``bm3d`` package is missing (an ImportError naming ``pip install "resprunet[bm]"``).
     DenoiserFailedError
         The package returned an unusable result.
+    ValueError
+        Bad ``sigma`` or ``photons`` (e.g. photons <= 0, or photons without sigma).
     """
     package = _import_package("bm3d")
     f = as_float_image(noisy, "noisy")
-    s = _resolve_sigma(f, sigma)
-    slices = [f] if f.ndim == 2 else list(f)
-    out = np.stack([check_denoiser_output(z, package.bm3d(z, s, profile=profile), "bm3d") for z in slices])
+
+    def denoise(g: np.ndarray, s: float) -> np.ndarray:
+        slices = [g] if g.ndim == 2 else list(g)
+        return np.stack([check_denoiser_output(z, package.bm3d(z, s, profile=profile), "bm3d") for z in slices])
+
+    out = _gaussian_or_stabilised(f, sigma, photons, denoise)
     return out.reshape(f.shape).astype(output_dtype(noisy), copy=False)
 
 
-def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str = "np") -> np.ndarray:
+def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: float | None = None,
+                 profile: str = "np") -> np.ndarray:
     """BM4D denoising of a volume (z, y, x) with collaborative filtering of 3D blocks.
 
     Parameters
@@ -124,7 +154,11 @@ def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str 
         BM4D is slow (about 3 s for 16 x 32 x 32 voxels on one core): crop large volumes.
     sigma : float, optional
         Noise standard deviation in the data's units; default estimated from the data
-        slice-wise (:func:`resprunet.variational.estimate_noise_sigma`).
+        slice-wise (:func:`resprunet.variational.estimate_noise_sigma`). With ``photons``:
+        the Gaussian part, normalised units, required (0 for pure Poisson).
+    photons : float, optional
+        Poisson-Gaussian noise: expected photon count at intensity 1; denoised in the
+        generalised Anscombe domain as in :func:`bm3d_denoise`.
     profile : str
         ``bm4d`` profile ("np", "refilter", "lc", ...).
 
@@ -140,9 +174,13 @@ def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, profile: str 
     DenoiserFailedError
         The package returned silently without denoising (its own failure mode: a constant,
         unchanged, non-finite or mis-shaped output).
+    ValueError
+        Bad ``sigma`` or ``photons``.
     """
     package = _import_package("bm4d")
     f = as_float_image(noisy, "noisy", ndims=(3,))
-    s = _resolve_sigma(f, sigma)
-    out = check_denoiser_output(f, package.bm4d(f, s, profile=profile), "bm4d")
-    return out.astype(output_dtype(noisy), copy=False)
+
+    def denoise(g: np.ndarray, s: float) -> np.ndarray:
+        return check_denoiser_output(g, package.bm4d(g, s, profile=profile), "bm4d")
+
+    return _gaussian_or_stabilised(f, sigma, photons, denoise).astype(output_dtype(noisy), copy=False)
