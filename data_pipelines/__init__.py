@@ -31,6 +31,7 @@ _LAZY = {
     "read_png_subjects": "io",
     "read_npz_case": "io",
     "Normalizer": "normalize",
+    "isolated_extremes": "normalize",
     "NoiseModel": "noise",
     "GaussianNoise": "noise",
     "PoissonNoise": "noise",

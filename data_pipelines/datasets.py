@@ -119,8 +119,20 @@ def _prepare(
     patch_shape: tuple[int, ...],
     normalizer: Normalizer | None,
     pad: str | None,
-) -> np.ndarray:
-    """Read, check, normalise and pad one volume into a (z, y, x, channels) float32 array."""
+    noise: NoiseModel | None,
+    seed: int,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Read, check, normalise and pad one volume into a (z, y, x, channels) float32 array.
+
+    Follows the normalisation contract (:mod:`data_pipelines.normalize`): with real noisy
+    pairs the normaliser is fitted on the noisy volume and applied to all parts; with
+    synthetic noise the volume is stored in the units of the normaliser fitted on the clean
+    volume (the units the noise sigma is given in), and the returned ``(offset, scale)`` is
+    the map ``(v - offset) / scale`` from those units to the units of the same normaliser
+    fitted on one seeded noisy realisation (``(0, 1)`` when the normaliser needs no
+    statistics), which the sampler applies after the noise: the model sees what
+    :func:`resprunet.inference.denoise_array` will give it.
+    """
     clean_raw, name = _load(clean_item, f"volume {index}")
     clean = _canonical(clean_raw, name, spec, patch_shape)
     parts = [clean]
@@ -137,12 +149,17 @@ def _prepare(
         source = prior_name if prior_name != f"prior {index}" else f"prior {index} of {name}"
         prior = external_prior(prior_raw, clean_raw, source=source)
         parts.append(_canonical(prior, prior_name, spec, patch_shape))
+    to_model = (0.0, 1.0)
     if normalizer is not None:
         try:
-            fitted = normalizer.fit(clean)
+            fitted = normalizer.fit(parts[1] if noise is None and noisy_item is not None else clean)
+            parts = [fitted(p) for p in parts]
+            if noise is not None and not normalizer.fitted:
+                realisation = noise(parts[0], np.random.default_rng([seed, index]))
+                on_noisy = normalizer.fit(realisation)
+                to_model = (float(on_noisy.low), float(on_noisy.high) - float(on_noisy.low))
         except InvalidDataError as err:
             raise InvalidDataError(f"{name}: {err}") from err
-        parts = [fitted(p) for p in parts]
     stacked = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
     stacked = pad_to_shape(stacked, spec.crop, pad, name=name)
     if stacked.shape[0] < spec.min_depth:
@@ -150,16 +167,18 @@ def _prepare(
             f"{name} has {stacked.shape[0]} slice along z (shape {clean_raw.shape}); the neighbour prior "
             f"without include_self needs at least {spec.min_depth} slices"
         )
-    return stacked
+    return stacked, to_model
 
 
 class _PatchSampler:
     """Host side of an element: picks the volume and the crop, reads, augments and corrupts it."""
 
     def __init__(
-        self, store: VolumeStore, spec: _Spec, noise: NoiseModel | None, foreground: float | None, augment: bool
+        self, store: VolumeStore, spec: _Spec, noise: NoiseModel | None, foreground: float | None, augment: bool,
+        to_model: Sequence[tuple[float, float]] | None = None,
     ) -> None:
         self.store = store
+        self.to_model = list(to_model or [(0.0, 1.0)] * len(store.arrays))
         self.spec = spec
         self.noise = noise
         self.foreground = foreground
@@ -189,6 +208,10 @@ class _PatchSampler:
             noisy = np.ascontiguousarray(slab[..., frames : 2 * frames])
         else:
             noisy = self.noise(slab[..., :frames], rng)  # type: ignore[misc]
+            offset, scale = self.to_model[volume]
+            if (offset, scale) != (0.0, 1.0):
+                slab = ((slab - offset) / scale).astype(np.float32)
+                noisy = ((noisy - offset) / scale).astype(np.float32)
         return slab, noisy, valid, np.int64(rng.integers(frames))
 
 
@@ -308,8 +331,11 @@ def make_dataset(
         ``size`` (9), ``decay`` (0.04), ``include_self`` (False) of the neighbour prior, as
         for :func:`~data_pipelines.neighbour_slice_prior` (``axis``, if given, must be 0).
     normalizer : Normalizer, optional
-        Fitted per volume on the clean volume; the same fitted map is applied to its
-        noisy pair and external prior.
+        Fitted per volume as the normalisation contract says (:mod:`data_pipelines.normalize`):
+        on the real noisy volume when ``noisy`` is given, else on one noisy realisation
+        (seeded by ``seed`` and the volume's index) of the clean volume, whose noise is added
+        in the units of the map fitted on the clean volume (so sigmas keep their meaning).
+        The fitted map is applied to noisy input, clean target and external prior alike.
     batch_size : int
         Patches per batch.
     seed : int
@@ -391,12 +417,16 @@ def make_dataset(
     )
     noisy_items = _check_list("noisy", noisy, len(volumes))
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]
-    prepared = (
-        _prepare(i, v, n, p, spec, patch_shape, normalizer, pad)
-        for i, (v, n, p) in enumerate(zip(volumes, noisy_items, prior_items))
-    )
+    to_model: list[tuple[float, float]] = []
+
+    def prepared() -> Iterable[np.ndarray]:
+        for i, (v, n, p) in enumerate(zip(volumes, noisy_items, prior_items)):
+            array, affine = _prepare(i, v, n, p, spec, patch_shape, normalizer, pad, noise, seed)
+            to_model.append(affine)
+            yield array
+
     settings = {"normalizer": None if normalizer is None else normalizer.to_dict(), "pad": pad, "crop": spec.crop}
-    store = _build_store(prepared, memory_budget, cache_dir, settings)
+    store = _build_store(prepared(), memory_budget, cache_dir, settings)
     if kind == "temporal":
         frames = {s[-1] // (2 if spec.real_noisy else 1) for s in store.shapes}
         if len(frames) != 1:
@@ -408,7 +438,7 @@ def make_dataset(
     if patches_per_epoch is None:
         patches_per_epoch = sum(count_patches(s[:3], spec.crop) for s in store.shapes)
     n = int(np.ceil(max(int(patches_per_epoch), 1) / batch_size)) * batch_size
-    sampler = _PatchSampler(store, spec, noise, foreground, augment and training)
+    sampler = _PatchSampler(store, spec, noise, foreground, augment and training, to_model)
     ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training).take(n).enumerate()
     ds = ds.map(_element_fn(sampler), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:

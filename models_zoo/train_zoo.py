@@ -9,10 +9,12 @@ Each model is trained with :func:`resprunet.training.train` on real data this ma
 (the embedded samples of :mod:`data_pipelines` and an image bundled with scikit-image),
 copied to ``models_zoo/<name>/model.keras`` and described in ``card.yaml``: architecture,
 training data and licence, noise model and level (normalised units), normalisation, epochs
-and training time, and metrics on a held-out case against BM3D/BM4D (true sigma) and TV
-(weight tuned on a validation case from the training side, never on the test case), with
-the exact recipe (:func:`resprunet.zoo.heldout_case`) so that ``tests/test_zoo.py`` can
-reproduce the model's PSNR.
+and training time, and metrics on a held-out case against BM3D/BM4D (true sigma; through the
+generalised Anscombe transform for Poisson-Gaussian noise) and TV (weight tuned on a case
+from the training side, never on the test case), with the exact recipe
+(:func:`resprunet.zoo.heldout_case`) so that ``tests/test_zoo.py`` can reproduce the model's
+PSNR. Every model has three disjoint data roles: training volumes, a validation volume that
+chooses the checkpoint (never a training volume), and the held-out test case of its card.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import yaml
 import data_pipelines as dp
 from data_pipelines.io.atomic import atomic_path
 from resprunet import zoo
+from resprunet.runtime import cpu_info
 from resprunet.training import TrainConfig, train
 from resprunet.variational import bm3d_denoise, bm4d_denoise, tune_on_validation, tv_denoise
 
@@ -43,9 +46,9 @@ CT_LICENCE = (
     "qure.ai, CC BY-NC-SA 4.0: non-commercial) and explicit_VR-UN.dcm (Pancreas-CT, The Cancer "
     "Imaging Archive, CC BY 3.0; pydicom README: 'freely available de-identified datasets')."
 )
-CT_TRAIN = ("ct_slices subject 1 (2 slices, 128x128) + 693_UNCR.dcm (head, 512x512) + "
-            "explicit_VR-UN.dcm (abdomen, 512x512), HU, values below -1024 HU (outside the field "
-            "of view) raised to -1024")
+CT_TRAIN = ("693_UNCR.dcm (head, 512x512) + explicit_VR-UN.dcm (abdomen, 512x512), HU, values below "
+            "-1024 HU (outside the field of view) raised to -1024; validation (checkpoint choice): "
+            "ct_slices subject 1 (2 slices, 128x128); test: ct_slices subject 0")
 MRI_LICENCE = (
     "mni152_t1 and nilearn's 1 mm original: ICBM 2009a MNI152 T1 template (Copyright (C) "
     "1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, McGill; free use with "
@@ -53,8 +56,9 @@ MRI_LICENCE = (
     "test data, MIT. See data_pipelines/samples/README.md."
 )
 MRI_TRAIN = ("mni152_t1 (80x96x80, 2 mm) + nilearn mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz "
-             "(the same template at 1 mm, 197x233x189) + nibabel tests/data/anatomical.nii (another "
-             "head, T1, 2 mm, 33x41x25); the EPI volume is never trained on")
+             "(the same template at 1 mm, 197x233x189); validation (checkpoint choice): the t1_head "
+             "sample (nibabel anatomical.nii, another head, T1, 2 mm, 25x41x33); test: the EPI "
+             "volume, never trained on or validated on")
 CELL_LICENCE = (
     "skimage.data.cell(): quantitative phase image of a cell floating in saline, retrieved from "
     "a digital hologram, 0.107 um pixels (Mueller et al., Optics Express 26(8) 2018); CC0 "
@@ -82,9 +86,10 @@ def _cell_recipe(rows: list[int], seed: int) -> dict[str, Any]:
             "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02}, "noise_seed": seed}
 
 
-# Held-out and validation cases: CT subject 0 (slice 0) is never trained on (training uses
-# subject 1, slices 1-2); the EPI volume is never trained on; cell rows 528-656 are never
-# trained on (training uses rows 0-480, a 48-row gap).
+# Roles: CT trains on the two pydicom-data slices, validates on ct_slices subject 1 and is
+# tested on subject 0; MRI trains on the template (2 mm and 1 mm), validates on t1_head and is
+# tested on the EPI volume; the cell image trains on rows 0-400, validates on rows 420-500
+# and is tested on rows 528-656 (gaps of 20 and 28 rows). TV is tuned on a training-side case.
 SPECS: dict[str, dict[str, Any]] = {
     "unet2d_ct": {
         "summary": "2D U-Net, CT slices in HU, Gaussian noise sigma 0.05 (70 HU)",
@@ -110,7 +115,7 @@ SPECS: dict[str, dict[str, Any]] = {
     },
     "unet3d_mri": {
         "summary": "3D U-Net, T1/EPI MR volumes (percentile-normalised), Gaussian noise sigma 0.1",
-        "config": {"data": {"val": ["mni152_t1"], "patch_shape": [16, 32, 32],
+        "config": {"data": {"val": ["t1_head"], "patch_shape": [16, 32, 32],
                             "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": 0.1},
                             "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
                             "foreground": 0.5},
@@ -124,7 +129,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "respr_unet3d_mri": {
         "summary": "ResPr-UNet 3D with the neighbour-slice prior (9 slices, decay 0.04, self excluded), "
                    "Gaussian noise sigma 0.1",
-        "config": {"data": {"val": ["mni152_t1"], "patch_shape": [16, 32, 32],
+        "config": {"data": {"val": ["t1_head"], "patch_shape": [16, 32, 32],
                             "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": 0.1},
                             "prior": "neighbour", "prior_options": PRIOR,
                             "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
@@ -146,7 +151,8 @@ SPECS: dict[str, dict[str, Any]] = {
                             "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 192},
                    "model": {"name": "unet", "ndim": 2, "filters": 16, "depth": 2, "batch_norm": False},
                    "epochs": 20},
-        "data": {"train": "skimage.data.cell() rows 0-480 (of 660), all 550 columns", "licence": CELL_LICENCE},
+        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns; validation rows 420-500; "
+                          "test rows 528-656", "licence": CELL_LICENCE},
         "evaluation": _cell_recipe([528, 656], 1004),
         "tuning": _cell_recipe([0, 128], 2004),
     },
@@ -154,39 +160,39 @@ SPECS: dict[str, dict[str, Any]] = {
 
 
 def _mri_training_files() -> list[str]:
-    """The 3D training volumes: the embedded template, its 1 mm original, nibabel's T1 head."""
-    import nibabel
+    """The 3D training volumes: the embedded template and its 1 mm original."""
     import nilearn
 
     return [
         "mni152_t1",
         str(Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
-        str(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"),
     ]
 
 
-def _training_arrays(kind: str) -> dict[str, np.ndarray]:
-    """The training part of a split source: CT slices in HU, or the cell image's top rows."""
+def _split_arrays(kind: str) -> dict[str, dict[str, np.ndarray]]:
+    """Training and validation arrays of a split source: CT slices in HU, or row bands of the
+    cell image (its test rows, 528-656, are in neither)."""
     if kind == "cell":
         from skimage import data as skdata
 
-        return {"cell_train": np.asarray(skdata.cell(), np.float32)[np.newaxis, :480]}
+        cell = np.asarray(skdata.cell(), np.float32)[np.newaxis]
+        return {"train": {"cell_rows_0-400": cell[:, :400]}, "val": {"cell_rows_420-500": cell[:, 420:500]}}
     from pydicom.data import get_testdata_file
 
-    arrays = {"ct_subject1": dp.sample("ct_slices").array[1:3]}  # subject 0 is held out
-    for name in ("693_UNCR.dcm", "explicit_VR-UN.dcm"):
-        arrays[Path(name).stem] = np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0)
-    return arrays
+    train = {Path(name).stem: np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0)
+             for name in ("693_UNCR.dcm", "explicit_VR-UN.dcm")}
+    return {"train": train, "val": {"ct_subject1": dp.sample("ct_slices").array[1:3]}}  # subject 0: test
 
 
-def _write_training_files(folder: Path, kind: str) -> list[str]:
-    """Save :func:`_training_arrays` as .npy files (float32) in ``folder``; their paths."""
-    paths = []
-    for stem, array in _training_arrays(kind).items():
-        path = folder / f"{stem}.npy"
-        if not path.exists():
-            np.save(path, array.astype(np.float32))
-        paths.append(str(path))
+def _write_split_files(folder: Path, kind: str) -> dict[str, list[str]]:
+    """Save :func:`_split_arrays` as .npy files (float32) in ``folder``; their paths per role."""
+    paths: dict[str, list[str]] = {}
+    for role, arrays in _split_arrays(kind).items():
+        for stem, array in arrays.items():
+            path = folder / f"{stem}.npy"
+            if not path.exists():
+                np.save(path, array.astype(np.float32))
+            paths.setdefault(role, []).append(str(path))
     return paths
 
 
@@ -196,8 +202,9 @@ def _config(name: str, spec: dict[str, Any], workdir: Path, epochs: int | None) 
     if spec.get("train_files") == "mri":
         data["train"] = _mri_training_files()
     elif "train_files" in spec:
-        files = _write_training_files(workdir, spec["train_files"])
-        data["train"], data["val"] = files, files[:1]
+        files = _write_split_files(workdir, spec["train_files"])
+        data["train"], data["val"] = files["train"], files["val"]
+    data["test"] = []  # the card's held-out case is the test; train() evaluates nothing else
     data.setdefault("val_patches", 8)
     data.setdefault("augment", True)
     if epochs is not None:
@@ -209,28 +216,25 @@ def _config(name: str, spec: dict[str, Any], workdir: Path, epochs: int | None) 
     return TrainConfig.from_dict(values)
 
 
-def _noise_sigma(recipe: dict[str, Any], clean: np.ndarray) -> float:
-    """Standard deviation of the recipe's noise in normalised units (the 'true sigma' for
-    BM3D/BM4D); for Poisson-Gaussian noise the root mean variance over the image."""
-    noise = recipe["noise"]
-    if noise["kind"] == "gaussian":
-        return float(noise["sigma"])
-    photons, sigma = float(noise["photons"]), float(noise["sigma"])
-    return float(np.sqrt(np.mean(np.maximum(clean, 0)) / photons + sigma**2))
-
-
 def baselines(card: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """BM3D (2D) or BM4D (3D) with the true sigma, and TV with its weight tuned on the
-    card's validation (``tuning``) case, scored on the held-out case."""
-    clean, noisy, _ = zoo.heldout_case(card)
-    val_clean, val_noisy, _ = zoo.heldout_case({**card, "evaluation": card["tuning"]})
-    weight = tune_on_validation(tv_denoise, val_clean, val_noisy, TV_GRID)["weight"]
-    sigma = _noise_sigma(card["evaluation"], clean)
-    results = {"tv": {**zoo.scores(clean, tv_denoise(noisy, weight)), "weight": weight}}
-    if clean.shape[0] == 1:
-        results["bm3d"] = {**zoo.scores(clean, bm3d_denoise(noisy[0], sigma)[np.newaxis]), "sigma": round(sigma, 4)}
+    """BM3D (2D) or BM4D (3D) with the true noise (Gaussian sigma; Poisson-Gaussian noise
+    through the generalised Anscombe transform with the true photon count and read noise), and
+    TV with its weight tuned on the card's ``tuning`` case (grid widened at an edge), scored on
+    the held-out case."""
+    test = zoo.heldout_case(card)
+    tuning = zoo.heldout_case({**card, "evaluation": card["tuning"]})
+    weight = tune_on_validation(tv_denoise, tuning.clean, tuning.noisy, TV_GRID)["weight"]
+    noise = card["evaluation"]["noise"]
+    true = {"sigma": float(noise["sigma"])}
+    if noise["kind"] == "poisson_gaussian":
+        true["photons"] = float(noise["photons"])
+    results = {"tv": {**zoo.scores(test.clean, tv_denoise(test.noisy, weight)), "weight": weight}}
+    if test.clean.shape[0] == 1:
+        out = bm3d_denoise(test.noisy[0], true["sigma"], photons=true.get("photons"))[np.newaxis]
+        results["bm3d"] = {**zoo.scores(test.clean, out), **true}
     else:
-        results["bm4d"] = {**zoo.scores(clean, bm4d_denoise(noisy, sigma)), "sigma": round(sigma, 4)}
+        out = bm4d_denoise(test.noisy, true["sigma"], photons=true.get("photons"))
+        results["bm4d"] = {**zoo.scores(test.clean, out), **true}
     return results
 
 
@@ -253,17 +257,19 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
                      "batch_size": config.data.batch_size, "patch_shape": config.data.patch_shape,
                      "loss": config.loss, "optimizer": config.optimizer.__dict__, "seed": config.seed,
                      "seconds": round(seconds, 1),
-                     "machine": "2 shared CPU cores, TensorFlow CPU, float32",
+                     "machine": f"{cpu_info()['model']}, {cpu_info()['cores']} shared cores, TensorFlow CPU, float32",
                      "script": "models_zoo/train_zoo.py"},
         "evaluation": spec["evaluation"],
         "tuning": spec["tuning"],
         "evaluation_notes": (
-            "clean = card normaliser fitted on the whole source, applied, then cropped (z, y, x "
-            "half-open); noisy = NoiseModel(evaluation.noise)(clean, default_rng(noise_seed)); "
-            "prior (if any) = neighbour_slice_prior(noisy); model via predict_volume (whole crop, "
-            "one tile); PSNR in dB with data_range 1; SSIM 2D for one slice, 3D for a volume. "
-            "BM3D/BM4D get the true noise sigma; TV's weight is tuned by PSNR on the 'tuning' case. "
-            "Reproduce with resprunet.zoo.evaluate(model, card)."
+            "reference units = card normaliser fitted on the whole clean source; noisy = "
+            "NoiseModel(evaluation.noise)(clean, default_rng(noise_seed)) on the whole source, in "
+            "reference units; the model denoises the whole noisy source in source units exactly as "
+            "`resprunet denoise` does (denoise_array: normaliser fitted on the noisy input); scores "
+            "on the crop (z, y, x half-open), PSNR in dB with data_range 1 in reference units; SSIM "
+            "2D for one slice, 3D for a volume. BM3D/BM4D get the true noise (Poisson-Gaussian "
+            "through the generalised Anscombe transform) on the noisy crop; TV's weight is tuned "
+            "by PSNR on the 'tuning' case. Reproduce with resprunet.zoo.evaluate(model, card)."
         ),
     }
 

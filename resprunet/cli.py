@@ -231,10 +231,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     prior: str | np.ndarray = args.prior
     if args.prior not in ("auto", "none"):
         prior = dp.read_volume(args.prior).array
-    prior_card = card.get("prior") or {}
-    options = {k: v for k, v in prior_card.items() if k in ("size", "decay", "include_self")}
     denoised = denoise_array(
-        model, volume.array, zoo.normalizer(card), prior=prior, prior_options=options,
+        model, volume.array, zoo.normalizer(card), prior=prior, prior_options=zoo.prior_options(card),
         tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         progress=not args.quiet,
     )
@@ -293,7 +291,9 @@ def _cmd_assess(args: argparse.Namespace) -> int:
         norm = Normalizer.percentile(1.0, 99.8)
     case = Case.from_files(args.clean, args.noisy, args.prior, normalizer=norm)
     methods = [_classical_method(name, case.noisy, args.sigma) for name in args.method]
-    methods += [Method.from_model(model, name=card.get("name", spec))
+    # each model runs as `resprunet denoise` runs it: its own normaliser fitted on the noisy file
+    methods += [Method.from_model(model, name=card.get("name", spec), normalizer=zoo.normalizer(card),
+                                  units=case.units)
                 for spec, (model, card) in zip(args.model, loaded)]
     report = assess(methods, [case], progress=not args.quiet)
     with atomic_path(args.out, force=args.force, directory=True) as tmp:

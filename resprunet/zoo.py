@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import builtins
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __all__ = [
-    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "heldout_case",
+    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_options", "HeldOut", "heldout_case",
     "evaluate", "scores",
 ]
 
@@ -151,20 +152,41 @@ def _source_volume(source: dict[str, Any]) -> Any:
     raise ZooError(f"held-out source {source!r}: expected {{'sample': name}} or {{'skimage': name}}")
 
 
-def heldout_case(model_card: dict[str, Any]) -> tuple[Any, Any, Any]:
+@dataclass(frozen=True)
+class HeldOut:
+    """A card's held-out case (see :func:`heldout_case`).
+
+    Attributes
+    ----------
+    clean, noisy : np.ndarray
+        float32 (z, y, x) crops in reference units (data range 1).
+    prior : np.ndarray or None
+        The neighbour-slice prior of the noisy volume with the card's options, cropped; None
+        for a model without a prior input.
+    reference : data_pipelines.Normalizer
+        The card's normaliser fitted on the whole clean source: the units of the noise sigma
+        and of every score.
+    noisy_source : np.ndarray
+        The whole noisy source volume in source units: the file a user would denoise.
+    crop : tuple of slice
+        The (z, y, x) crop of the scores.
+    """
+
+    clean: Any
+    noisy: Any
+    prior: Any
+    reference: Any
+    noisy_source: Any
+    crop: tuple[slice, ...]
+
+
+def heldout_case(model_card: dict[str, Any]) -> HeldOut:
     """Rebuild a card's held-out test case exactly as its ``evaluation`` recipe says.
 
-    The clean source (``evaluation.source``) is normalised with the card's normaliser
-    (fitted on the whole source volume when it needs statistics), cropped to
-    ``evaluation.crop`` ((z, y, x) half-open voxel ranges), corrupted with
-    ``evaluation.noise`` seeded by ``evaluation.noise_seed``; the prior (when the card has
-    one) is the neighbour-slice prior of the noisy crop with the card's options.
-
-    Returns
-    -------
-    (clean, noisy, prior)
-        float32 (z, y, x) arrays in normalised units (data range 1); prior is None for a
-        model without a prior input.
+    The whole clean source (``evaluation.source``) is mapped to reference units by the card's
+    normaliser fitted on it, corrupted with ``evaluation.noise`` seeded by
+    ``evaluation.noise_seed``, and cropped to ``evaluation.crop`` ((z, y, x) half-open voxel
+    ranges) for scoring.
     """
     import numpy as np
 
@@ -174,17 +196,21 @@ def heldout_case(model_card: dict[str, Any]) -> tuple[Any, Any, Any]:
     if not isinstance(recipe, dict):
         raise ZooError(f"model card {model_card.get('name', '?')!r} has no 'evaluation' recipe")
     volume = _source_volume(recipe["source"])
-    norm = normalizer(model_card).fit(volume.array)
+    reference = normalizer(model_card).fit(volume.array)
     crop = tuple(slice(int(lo), int(hi)) for lo, hi in recipe["crop"])
-    clean = norm(volume.array)[crop]
-    noise = dp.NoiseModel.from_dict(recipe["noise"])
-    noisy = noise(clean, np.random.default_rng(int(recipe["noise_seed"])))
+    clean = reference(volume.array)
+    noisy = dp.NoiseModel.from_dict(recipe["noise"])(clean, np.random.default_rng(int(recipe["noise_seed"])))
+    noisy = noisy.astype(np.float32)
     prior = None
-    prior_card = model_card.get("prior")
-    if prior_card:
-        options = {k: prior_card[k] for k in ("size", "decay", "include_self") if k in prior_card}
-        prior = dp.neighbour_slice_prior(noisy, **options)
-    return clean, noisy, prior
+    if model_card.get("prior"):
+        prior = dp.neighbour_slice_prior(noisy, **prior_options(model_card))[crop]
+    return HeldOut(clean[crop], noisy[crop], prior, reference, reference.inverse(noisy), crop)
+
+
+def prior_options(model_card: dict[str, Any]) -> dict[str, Any]:
+    """The neighbour-slice prior options (size, decay, include_self) of a card; {} without a prior."""
+    prior_card = model_card.get("prior") or {}
+    return {k: prior_card[k] for k in ("size", "decay", "include_self") if k in prior_card}
 
 
 def scores(clean: Any, estimate: Any) -> dict[str, float]:
@@ -210,16 +236,22 @@ def scores(clean: Any, estimate: Any) -> dict[str, float]:
 
 
 def evaluate(model: Any, model_card: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Score ``model`` on its card's held-out case (see :func:`heldout_case`).
+    """Score ``model`` on its card's held-out case (see :func:`heldout_case`) as a user gets it.
+
+    The whole noisy source volume, in source units, is denoised by
+    :func:`resprunet.inference.denoise_array` with the card's normaliser (fitted on that
+    noisy input, as ``resprunet denoise`` does); the output is mapped to reference units
+    and scored on the crop.
 
     Returns
     -------
     dict
         ``{"noisy": {"psnr", "ssim"}, "model": {"psnr", "ssim"}}``; PSNR in dB with data
-        range 1 (normalised units); SSIM 2D for a single slice, 3D for a volume.
+        range 1 (reference units); SSIM 2D for a single slice, 3D for a volume.
     """
-    from .inference import predict_volume
+    from .inference import denoise_array
 
-    clean, noisy, prior = heldout_case(model_card)
-    denoised = predict_volume(model, noisy, prior, progress=False)
-    return {"noisy": scores(clean, noisy), "model": scores(clean, denoised)}
+    case = heldout_case(model_card)
+    denoised = denoise_array(model, case.noisy_source, normalizer(model_card), prior="auto",
+                             prior_options=prior_options(model_card), progress=False)
+    return {"noisy": scores(case.clean, case.noisy), "model": scores(case.clean, case.reference(denoised)[case.crop])}

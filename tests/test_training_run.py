@@ -10,12 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from pydicom.data import get_testdata_file
 
 from resprunet.training import TrainConfig, load_config, train
 from resprunet.training.build import build_model, compile_model, precision_policy
 from resprunet.training.callbacks import panel_image
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CT_TEST = get_testdata_file("693_UNCR.dcm")  # a third CT scan (pydicom-data), the test volume
 
 
 def _tags(folder: Path) -> dict[str, int]:
@@ -82,6 +84,7 @@ def test_respr_unet_3d_run_writes_everything(tmp_path, capsys, monkeypatch):
     saved = json.loads((run / "final_metrics.json").read_text())
     assert saved == json.loads(json.dumps(result.final_metrics))
     (ev,) = saved["evaluations"]
+    assert saved["test_volumes"] == ["example4d_epi"]  # data.test; t1_head only chose the checkpoint
     assert ev["volume"] == "example4d_epi" and ev["shape"] == [24, 96, 128]
     assert ev["noisy_psnr"] == pytest.approx(20.0, abs=0.3)  # sigma 0.1 of the range: 20 dB
     assert ev["ssim_kind"] == "3D SSIM"
@@ -92,7 +95,7 @@ def test_2d_mixed_bfloat16_run_on_ct_slices_split_by_scan(tmp_path):
     config = load_config(
         CONFIGS / "unet_2d.yaml",
         [
-            "data.train=[ct_slices]", "data.val=[]", "data.val_fraction=0.5",
+            "data.train=[ct_slices]", "data.val=[]", "data.val_fraction=0.5", f"data.test=[{CT_TEST}]",
             "data.normalize={method: ct, window: [-1000.0, 400.0]}",
             "model.filters=4", "model.depth=2", "data.patch_shape=[32, 32]",
             "data.batch_size=4", "data.patches_per_epoch=32", "data.val_patches=4",
@@ -110,7 +113,7 @@ def test_2d_mixed_bfloat16_run_on_ct_slices_split_by_scan(tmp_path):
     assert model.output.dtype == "float32"
     assert result.history["loss"][1] < result.history["loss"][0]
     (ev,) = result.final_metrics["evaluations"]
-    assert "subject" in ev["volume"]  # the held-out scan, not slices of a training scan
+    assert result.final_metrics["test_volumes"] == [ev["volume"]] and "subject" not in ev["volume"]
     assert ev["ssim_kind"] == "mean of per-slice 2D SSIM"
     assert _tags(result.run_dir / "tb" / "images")["panel"] == 2
 

@@ -61,14 +61,41 @@ def test_blind_model_works_across_noise_levels():
 
 def test_heldout_case_is_seeded_and_normalised():
     card = zoo.card("unet3d_mri")
-    clean, noisy, prior = zoo.heldout_case(card)
-    again = zoo.heldout_case(card)[1]
-    assert prior is None and np.array_equal(noisy, again)
-    assert clean.shape == tuple(hi - lo for lo, hi in card["evaluation"]["crop"])
-    assert abs(float(np.std(noisy - clean)) - card["evaluation"]["noise"]["sigma"]) < 0.005
-    _, _, prior = zoo.heldout_case(zoo.card("respr_unet3d_mri"))
-    assert prior is not None and prior.shape == clean.shape
+    case = zoo.heldout_case(card)
+    again = zoo.heldout_case(card)
+    assert case.prior is None and np.array_equal(case.noisy, again.noisy)
+    assert case.clean.shape == tuple(hi - lo for lo, hi in card["evaluation"]["crop"])
+    assert abs(float(np.std(case.noisy - case.clean)) - card["evaluation"]["noise"]["sigma"]) < 0.005
+    # the noisy source a user would have maps to the noisy crop in reference units
+    np.testing.assert_allclose(case.reference(case.noisy_source)[case.crop], case.noisy, atol=1e-5)
+    prior = zoo.heldout_case(zoo.card("respr_unet3d_mri")).prior
+    assert prior is not None and prior.shape == case.clean.shape
     assert Path(zoo.path("unet3d_mri") / "model.keras").is_file()
+
+
+def test_zoo_validation_is_never_a_training_volume(tmp_path):
+    """Every zoo recipe validates on volumes that are not among its training volumes."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "models_zoo" / "train_zoo.py"
+    spec = importlib.util.spec_from_file_location("train_zoo", script)
+    train_zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_zoo)
+
+    def content(entry: str) -> bytes:
+        import data_pipelines as dp
+
+        return np.ascontiguousarray(dp.read_volume(entry).array if Path(entry).exists()
+                                    else dp.sample(entry).array).tobytes()
+
+    if importlib.util.find_spec("nilearn") is None:  # the zoo extra: its 1 mm template has another shape anyway
+        train_zoo._mri_training_files = lambda: ["mni152_t1"]
+    for name, model_spec in train_zoo.SPECS.items():
+        data = train_zoo._config(name, model_spec, tmp_path, 1).data
+        assert data.val and not set(data.train) & set(data.val), name
+        assert not {content(v) for v in data.val} & {content(t) for t in data.train}, name
+    cell = train_zoo.SPECS["microscopy_unet2d_pg"]["evaluation"]["crop"][1]
+    assert cell[0] >= 500  # the test rows lie below the validation (420-500) and training (0-400) rows
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

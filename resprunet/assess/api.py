@@ -84,14 +84,24 @@ class Method:
         )
 
     @classmethod
-    def bm3d(cls, sigma: float | None = None, *, name: str = "bm3d", **kwargs: Any) -> "Method":
-        """BM3D, slice-wise on volumes (:func:`resprunet.variational.bm3d_denoise`); sigma in data units."""
-        return cls(name, lambda noisy, prior=None: var.bm3d_denoise(noisy, sigma, **kwargs))
+    def bm3d(cls, sigma: float | None = None, *, photons: float | None = None, name: str = "bm3d",
+             **kwargs: Any) -> "Method":
+        """BM3D, slice-wise on volumes (:func:`resprunet.variational.bm3d_denoise`); sigma in data units.
+
+        With ``photons`` (expected count at intensity 1) the noise is Poisson-Gaussian, ``sigma``
+        its Gaussian part in normalised units (0 for pure Poisson), and BM3D runs on the
+        generalised Anscombe transform of the data.
+        """
+        return cls(name, lambda noisy, prior=None: var.bm3d_denoise(noisy, sigma, photons=photons, **kwargs))
 
     @classmethod
-    def bm4d(cls, sigma: float | None = None, *, name: str = "bm4d", **kwargs: Any) -> "Method":
-        """BM4D on volumes (:func:`resprunet.variational.bm4d_denoise`); sigma in data units."""
-        return cls(name, lambda noisy, prior=None: var.bm4d_denoise(noisy, sigma, **kwargs))
+    def bm4d(cls, sigma: float | None = None, *, photons: float | None = None, name: str = "bm4d",
+             **kwargs: Any) -> "Method":
+        """BM4D on volumes (:func:`resprunet.variational.bm4d_denoise`); sigma in data units.
+
+        ``photons`` as for :meth:`bm3d` (Poisson-Gaussian noise, through the Anscombe transform).
+        """
+        return cls(name, lambda noisy, prior=None: var.bm4d_denoise(noisy, sigma, photons=photons, **kwargs))
 
     @classmethod
     def tv_chambolle(cls, weight: float, *, name: str = "tv_chambolle", **kwargs: Any) -> "Method":
@@ -111,8 +121,9 @@ class Method:
     # ---- trained models ------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: Any, name: str | None = None, tile_shape: tuple[int, ...] | None = None,
-                   overlap: float = 0.25, notes: str = "") -> "Method":
-        """Wrap a Keras denoising model (via :func:`resprunet.inference.predict_volume`).
+                   overlap: float = 0.25, notes: str = "", *, normalizer: Any = None,
+                   units: Any = None) -> "Method":
+        """Wrap a Keras denoising model.
 
         A 2D model runs slice by slice on a volume, a 3D model on the whole volume or on
         tiles of ``tile_shape`` voxels blended with ``overlap``; a model with a ``"prior"``
@@ -121,17 +132,29 @@ class Method:
         Parameters
         ----------
         model : keras.Model
-            A model from :func:`resprunet.models.build` or the zoo; input in [0, 1].
+            A model from :func:`resprunet.models.build` or the zoo.
         name : str, optional
             Row name; default the model's name.
         tile_shape : tuple of int, optional
-            Tile in voxels; None for the whole image or volume in one pass.
+            Tile in voxels; None for the default of :func:`resprunet.inference.predict_volume`.
         overlap : float
             Tile overlap fraction.
         notes : str
             Provenance for reports.
+        normalizer : data_pipelines.Normalizer, optional
+            The model's own normalisation (from its card). Given: the model runs exactly as
+            ``resprunet denoise`` runs it (:func:`resprunet.inference.denoise_array`, the
+            normaliser fitted on the noisy input), so an assessment reports what a user gets.
+            None: the case is taken to be in the model's units already (input in [0, 1]) and
+            goes straight to :func:`~resprunet.inference.predict_volume`.
+        units : data_pipelines.Normalizer, optional
+            With ``normalizer``: the fitted map from source units to the case's units
+            (:attr:`Case.units`); the noisy input (and prior) are mapped back to source units
+            before denoising and the output forward again. None: the case's units are taken
+            as source units (exact for percentile and min-max normalisers, which give the
+            same model input for any affine rescaling of the data; a ``ct`` window needs it).
         """
-        from ..inference import predict_volume
+        from ..inference import denoise_array, predict_volume
         from ..models import describe
 
         info = describe(model)
@@ -139,28 +162,42 @@ class Method:
         def run(noisy: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
             x = np.asarray(noisy, dtype=np.float32)
             p = None if prior is None or not info.needs_prior else np.asarray(prior, dtype=np.float32)
-            return predict_volume(model, x, prior=p, tile_shape=tile_shape, overlap=overlap, progress=False)
+            if normalizer is None:
+                return predict_volume(model, x, prior=p, tile_shape=tile_shape, overlap=overlap, progress=False)
+            to_source = (lambda a: a) if units is None else units.inverse
+            image = x.ndim == 2
+            source = to_source(x[np.newaxis] if image else x)
+            source_prior = None if p is None else to_source(p[np.newaxis] if image else p)
+            out = denoise_array(model, source, normalizer, prior="auto" if source_prior is None else source_prior,
+                                tile_shape=tile_shape, overlap=overlap, progress=False)
+            out = out if units is None else units(out)
+            return out[0] if image else out
 
         return cls(name or model.name, run, needs_prior=info.needs_prior, notes=notes)
 
     @classmethod
     def from_zoo(cls, name: str, **kwargs: Any) -> "Method":
-        """Load zoo model ``name`` (:func:`resprunet.zoo.load`); ``kwargs`` go to :meth:`from_model`."""
+        """Load zoo model ``name`` (:func:`resprunet.zoo.load`); ``kwargs`` go to :meth:`from_model`
+        (``normalizer`` defaults to the card's: the model runs as ``resprunet denoise`` runs it)."""
         from .. import zoo
 
         model, card = zoo.load(name)
         kwargs.setdefault("name", name)
         kwargs.setdefault("notes", _card_notes(card))
+        kwargs.setdefault("normalizer", zoo.normalizer(card))
         return cls.from_model(model, **kwargs)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs: Any) -> "Method":
-        """Load a ``.keras`` file or model folder (:func:`resprunet.zoo.load_path`); ``kwargs`` go to :meth:`from_model`."""
+        """Load a ``.keras`` file or model folder (:func:`resprunet.zoo.load_path`); ``kwargs`` go to
+        :meth:`from_model` (``normalizer`` defaults to the card's when the folder has one)."""
         from .. import zoo
 
         model, card = zoo.load_path(path)
         kwargs.setdefault("name", os.path.basename(os.path.normpath(os.fspath(path))))
         kwargs.setdefault("notes", _card_notes(card) if card else f"model file {os.fspath(path)}")
+        if card and card.get("normalization"):
+            kwargs.setdefault("normalizer", zoo.normalizer(card))
         return cls.from_model(model, **kwargs)
 
 
@@ -177,6 +214,7 @@ def model_methods(
     zoo: bool = True,
     ndim: int | None = None,
     normalization: str | None = None,
+    units: Any = None,
 ) -> list[Method]:
     """Methods for trained models: the given ``.keras`` files and the matching zoo models.
 
@@ -192,12 +230,15 @@ def model_methods(
     normalization : str, optional
         Keep zoo models whose card's ``normalization.kind`` is this ("ct", "percentile", ...),
         so the models see data normalised the way they were trained.
+    units : data_pipelines.Normalizer, optional
+        The fitted map from source units to the cases' units, for models with a card (see
+        :meth:`Method.from_model`); needed when the cases are in a ``ct`` window's units.
 
     Returns
     -------
     list of Method
     """
-    methods = [Method.from_path(p) for p in paths]
+    methods = [Method.from_path(p, units=units) for p in paths]
     if zoo:
         from .. import zoo as model_zoo
 
@@ -207,7 +248,7 @@ def model_methods(
                 continue
             if normalization is not None and card.get("normalization", {}).get("kind") != normalization:
                 continue
-            methods.append(Method.from_zoo(name))
+            methods.append(Method.from_zoo(name, units=units))
     return methods
 
 
@@ -225,6 +266,10 @@ class Case:
         Row name in reports; unique within one :func:`assess` call.
     mask : np.ndarray of bool, optional
         Region the metrics are computed on (overrides the ``mask`` given to :func:`assess`).
+    units : data_pipelines.Normalizer, optional
+        The fitted map from the source files' units to the case's units (set by
+        :meth:`from_files`); models given to :meth:`Method.from_model` with ``units`` use
+        it to denoise in source units, as ``resprunet denoise`` does.
     """
 
     clean: np.ndarray
@@ -232,6 +277,7 @@ class Case:
     prior: np.ndarray | None = None
     name: str = "case"
     mask: np.ndarray | None = field(default=None, repr=False)
+    units: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.clean = _as_image(self.clean, f"case {self.name!r}: clean")
@@ -259,17 +305,19 @@ class Case:
             Case name; default the clean file's name.
         normalizer : data_pipelines.Normalizer, optional
             Fitted on the clean volume and applied unchanged to all three, so the metrics
-            are in normalised units (use ``data_range=1``). None: source units.
+            are in normalised units (use ``data_range=1``); kept as :attr:`units`. None:
+            source units.
         """
         import data_pipelines as dp
 
         clean_vol = dp.read_volume(clean)
         arrays = [clean_vol.array, dp.read_volume(noisy).array] + ([dp.read_volume(prior).array] if prior else [])
+        fitted = None
         if normalizer is not None:
             fitted = normalizer.fit(clean_vol.array)
             arrays = [fitted(a) for a in arrays]
         arrays = [_squeeze_image(a) for a in arrays]
-        return cls(arrays[0], arrays[1], arrays[2] if prior else None, name=name or clean_vol.name)
+        return cls(arrays[0], arrays[1], arrays[2] if prior else None, name=name or clean_vol.name, units=fitted)
 
     @property
     def ndim(self) -> int:

@@ -16,7 +16,8 @@ import yaml
 from data_pipelines.io.atomic import atomic_path
 
 LOSSES = ("mse", "mae", "l1_ssim")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
 PRIORS = (None, "neighbour")
@@ -32,9 +33,15 @@ class DataConfig:
 
     Attributes
     ----------
-    train, val : list of str
-        Sample names (see ``data_pipelines.list_samples()``) or file paths. When ``val`` is
-        empty, ``val_fraction`` of the training volumes (whole volumes/subjects) is held out.
+    train, val, test : list of str
+        Sample names (see ``data_pipelines.list_samples()``) or file paths, in three disjoint
+        roles: ``train`` fits the weights, ``val`` chooses the checkpoint and drives early
+        stopping, ``test`` is only reported (``final_metrics.json``). When ``val`` (or
+        ``test``) is empty, ``val_fraction`` (``test_fraction``) of the training volumes
+        (whole volumes/subjects, never slices) is held out for it; with ``test`` empty and
+        ``test_fraction`` 0 the run reports no test metrics.
+    val_fraction, test_fraction : float
+        Shares of the training volumes held out when ``val`` / ``test`` is empty.
     patch_shape : list of int
         Training patch ``(z, y, x)`` for 3D models or ``(y, x)`` for 2D models, in voxels.
     val_patch_shape : list of int or None
@@ -65,8 +72,10 @@ class DataConfig:
     """
 
     train: list[str] = field(default_factory=lambda: ["mni152_t1"])
-    val: list[str] = field(default_factory=lambda: ["epi"])
+    val: list[str] = field(default_factory=lambda: ["t1_head"])
+    test: list[str] = field(default_factory=lambda: ["epi"])
     val_fraction: float = 0.2
+    test_fraction: float = 0.0
     patch_shape: list[int] = field(default_factory=lambda: [16, 64, 64])
     val_patch_shape: list[int] | None = None
     noise: dict[str, Any] = field(default_factory=lambda: {"kind": "gaussian", "sigma": 0.1})
@@ -164,7 +173,8 @@ class TrainConfig:
     loss: str = "mse"
     epochs: int = 10
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    precision: str = "float32"
+    precision: str = "auto"
+    jit_compile: bool | str = "auto"
     strategy: str = "default"
     callbacks: CallbackConfig = field(default_factory=CallbackConfig)
     seed: int = 0
@@ -199,6 +209,7 @@ def validate(config: TrainConfig) -> None:
     """
     _choice("loss", config.loss, LOSSES)
     _choice("precision", config.precision, PRECISIONS)
+    _choice("jit_compile", config.jit_compile, JIT_COMPILE)
     _choice("strategy", config.strategy, STRATEGIES)
     _choice("optimizer.schedule", config.optimizer.schedule, SCHEDULES)
     _choice("data.prior", config.data.prior, PRIORS)

@@ -89,28 +89,77 @@ class TrainingData:
         Batches per epoch, ``ceil(patches_per_epoch / batch_size)``.
     panel : (inputs, clean)
         The first ``panel_samples`` validation patches as numpy arrays (image panel).
-    val_volumes : list of Volume
-        The held-out volumes (raw units) for the final whole-volume evaluation.
+    test_volumes : list of Volume
+        The test volumes (raw units) for the final whole-volume evaluation; they play no
+        part in training, checkpoint choice or early stopping.
     """
 
     train: Any
     val: Any
     steps_per_epoch: int
     panel: tuple[Any, np.ndarray]
-    val_volumes: list[dp.Volume]
+    test_volumes: list[dp.Volume]
 
 
-def split(config: DataConfig, seed: int) -> tuple[list[dp.Volume], list[dp.Volume]]:
-    """Training and validation volumes: ``val`` if given, else a split of ``train`` by volume
-    (and by subject for slice stacks with ``meta["subject"]``), seeded with ``seed``."""
-    train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
-    if config.val:
-        return train, load_volumes(config.val)
-    if not 0.0 < config.val_fraction < 1.0:
+@dataclass
+class Split:
+    """The volumes of a run in their three disjoint roles (whole volumes or subjects).
+
+    Attributes
+    ----------
+    train : list of Volume
+        Fit the weights.
+    val : list of Volume
+        Choose the checkpoint (``best.keras``) and drive early stopping.
+    test : list of Volume
+        Only reported, in ``final_metrics.json``; empty when the run has none.
+    """
+
+    train: list[dp.Volume]
+    val: list[dp.Volume]
+    test: list[dp.Volume]
+
+
+def _hold_out(volumes: list[dp.Volume], fraction: float, key: str, seed: int) -> tuple[list[dp.Volume], list[dp.Volume]]:
+    """``dp.split_volumes`` with the config key named in errors."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"config data.{key.split('_')[0]} is empty, so data.{key}={fraction} must be in (0, 1)")
+    if len(volumes) < 2:
         raise ConfigError(
-            f"config data.val is empty, so data.val_fraction={config.val_fraction} must be in (0, 1)"
+            f"config data.{key}={fraction} needs at least 2 training volumes (or subjects) to hold some out "
+            f"by volume, got {len(volumes)}; list the volumes explicitly instead"
         )
-    return dp.split_volumes(train, config.val_fraction, seed)
+    return dp.split_volumes(volumes, fraction, seed)
+
+
+def split(config: DataConfig, seed: int) -> Split:
+    """Training, validation and test volumes, disjoint by volume (and by subject for slice
+    stacks with ``meta["subject"]``): ``test`` if given, else ``test_fraction`` of the
+    training volumes (none when 0); then ``val`` if given, else ``val_fraction`` of the
+    remaining training volumes. Seeded with ``seed``.
+
+    Raises
+    ------
+    ConfigError
+        A fraction outside (0, 1) where one is needed, too few volumes to split, or a volume
+        named in two roles.
+    """
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = sorted(set(getattr(config, a)) & set(getattr(config, b)))
+        if shared:
+            raise ConfigError(f"config data.{a} and data.{b} share {shared}; a volume may have one role only")
+    train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
+    if config.test:
+        test = load_volumes(config.test)
+    elif config.test_fraction:
+        train, test = _hold_out(train, config.test_fraction, "test_fraction", seed + 7)
+    else:
+        test = []
+    if config.val:
+        val = load_volumes(config.val)
+    else:
+        train, val = _hold_out(train, config.val_fraction, "val_fraction", seed)
+    return Split(train, val, test)
 
 
 def dataset_options(config: DataConfig) -> dict[str, Any]:
@@ -152,7 +201,8 @@ def build_training_data(
     -------
     TrainingData
     """
-    train_vols, val_vols = split(config, seed)
+    volumes = split(config, seed)
+    train_vols, val_vols = volumes.train, volumes.val
     options = dataset_options(config)
     batch = batch_size or config.batch_size
     train = dp.make_dataset(
@@ -171,4 +221,4 @@ def build_training_data(
         {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
     )
     steps = -(-config.patches_per_epoch // config.batch_size)
-    return TrainingData(train, val, steps, (panel_inputs, clean.numpy()), val_vols)
+    return TrainingData(train, val, steps, (panel_inputs, clean.numpy()), volumes.test)

@@ -1,4 +1,4 @@
-"""Final evaluation of a run: PSNR/SSIM of noisy input vs denoised output on held-out volumes."""
+"""Final evaluation of a run: PSNR/SSIM of noisy input vs denoised output on the test volumes."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ import data_pipelines as dp
 import keras
 import numpy as np
 
-from ..inference import predict_volume
+from ..inference import denoise_array
 from .config import DataConfig
 from .data import make_noise, make_normalizer
 from .metrics import psnr, ssim
@@ -26,7 +26,13 @@ def _scores(clean: np.ndarray, estimate: np.ndarray, ndim: int) -> tuple[float, 
 def evaluate_volume(
     model: keras.Model, volume: dp.Volume, config: DataConfig, ndim: int, seed: int
 ) -> dict[str, Any]:
-    """Denoise one whole held-out volume corrupted with fixed, seeded noise and score it.
+    """Denoise one whole test volume corrupted with fixed, seeded noise, as a user would, and score it.
+
+    The noise is added in the units of the normaliser fitted on the clean volume (the units
+    the noise sigma is given in, and the units of the scores); the noisy volume is mapped
+    back to the source units and denoised by :func:`resprunet.inference.denoise_array`,
+    which fits the normaliser on the noisy input exactly as ``resprunet denoise`` does
+    (the normalisation contract, :mod:`data_pipelines.normalize`).
 
     Parameters
     ----------
@@ -34,8 +40,7 @@ def evaluate_volume(
         Trained denoiser (its ``"prior"`` input, if any, gets the neighbour-slice prior of
         the noisy volume, as in training).
     volume : Volume
-        Held-out volume in its own units, (z, y, x); normalised with ``config.normalize``
-        fitted on itself.
+        Test volume in its own units, (z, y, x).
     config : DataConfig
         ``normalize``, ``eval_noise`` (or ``noise``), ``prior_options``, ``patch_shape``.
     ndim : int
@@ -49,15 +54,16 @@ def evaluate_volume(
         ``volume``, ``shape``, ``noise``, ``noisy_psnr``, ``noisy_ssim``, ``denoised_psnr``,
         ``denoised_ssim``, ``psnr_gain`` (dB), ``ssim_kind``.
     """
-    clean = make_normalizer(config.normalize).fit(volume.array)(volume.array).astype(np.float32)
+    reference = make_normalizer(config.normalize).fit(volume.array)
+    clean = reference(volume.array).astype(np.float32)
     noise_spec = config.eval_noise or config.noise
-    noisy = make_noise(noise_spec, "data.eval_noise")(clean, np.random.default_rng(seed))
-    noisy = noisy.astype(np.float32)
-    prior = None
-    if config.prior == "neighbour":
-        prior = dp.neighbour_slice_prior(noisy, **config.prior_options).astype(np.float32)
+    noisy = make_noise(noise_spec, "data.eval_noise")(clean, np.random.default_rng(seed)).astype(np.float32)
     tile = tuple(2 * p for p in config.patch_shape)
-    denoised = predict_volume(model, noisy, prior, tile_shape=tile, progress=False)
+    denoised_source = denoise_array(
+        model, reference.inverse(noisy), make_normalizer(config.normalize),
+        prior="auto", prior_options=dict(config.prior_options), tile_shape=tile, progress=False,
+    )
+    denoised = reference(denoised_source)
     noisy_psnr, noisy_ssim = _scores(clean, noisy, ndim)
     den_psnr, den_ssim = _scores(clean, denoised, ndim)
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,8 @@ from data_pipelines.io.atomic import atomic_path
 
 from .config import TrainConfig, save_config
 from .evaluate import evaluate_volume
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,7 +31,7 @@ class TrainResult:
     history : dict of str to list of float
         Per-epoch values from ``metrics.csv`` (all epochs, including those before a resume).
     final_metrics : dict
-        ``evaluations`` (one dict per held-out volume, see
+        ``evaluations`` (one dict per test volume, see
         :func:`~resprunet.training.evaluate.evaluate_volume`) and ``train_seconds``.
     """
 
@@ -102,25 +105,30 @@ def format_evaluation(ev: dict[str, Any]) -> str:
     )
 
 
-def finish(model: keras.Model, config: TrainConfig, run_dir: Path, val_volumes: list,
+def finish(model: keras.Model, config: TrainConfig, run_dir: Path, test_volumes: list,
            seconds: float) -> TrainResult:
-    """Save ``model.keras``, evaluate the held-out volumes, print and save the metrics.
+    """Save ``model.keras``, evaluate the test volumes, print and save the metrics.
 
     ``model.keras`` holds the architecture and weights without the training state (loss,
     metrics, optimizer), so a plain ``keras.models.load_model`` opens it without importing
     resprunet's custom metrics. It is reloaded that way for the evaluation: that checks the
     file, and the reloaded model lives outside any distribution strategy (a multi-worker
-    model would wait for its peers).
+    model would wait for its peers). The test volumes played no part in training,
+    checkpoint choice or early stopping; ``final_metrics.json`` names them (``test_volumes``).
     """
     keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
     saved = keras.models.load_model(run_dir / "model.keras")
     evaluations = [
         evaluate_volume(saved, vol, config.data, config.model.ndim, config.seed + 2)
-        for vol in val_volumes
+        for vol in test_volumes
     ]
-    final = {"evaluations": evaluations, "train_seconds": round(seconds, 1)}
+    final = {"test_volumes": [vol.name for vol in test_volumes], "evaluations": evaluations,
+             "train_seconds": round(seconds, 1)}
     write_json(final, run_dir / "final_metrics.json")
     print(f"training took {seconds:.0f} s; run directory {run_dir}")
+    if not test_volumes:
+        log.warning("no test volumes (data.test is empty and data.test_fraction is 0): no held-out metrics; "
+                    "validation scores chose the checkpoint and are not an unbiased estimate")
     for ev in evaluations:
-        print(format_evaluation(ev))
+        print("test " + format_evaluation(ev))
     return TrainResult(run_dir, read_history(run_dir / "metrics.csv"), final)

@@ -8,7 +8,7 @@ Run directory ``<run.root>/<run.name>/<UTC timestamp>/``::
     checkpoints/best.keras   best validation PSNR
     backup/              BackupAndRestore state while running (removed when the run ends)
     model.keras          final model
-    final_metrics.json   noisy vs denoised PSNR/SSIM on the held-out volume(s)
+    final_metrics.json   noisy vs denoised PSNR/SSIM on the test volume(s) (data.test), never used in training or model choice
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from .runs import TrainResult, finish, prepare_run_dir
 
 
 def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int | str = "auto") -> TrainResult:
-    """Train a denoiser as configured, then evaluate it on the held-out volume(s).
+    """Train a denoiser as configured, then evaluate it on the test volume(s).
 
     Parameters
     ----------
@@ -71,4 +71,4 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
             callbacks=make_callbacks(config, run_dir, panel),
             verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
         )
-        return finish(model, config, run_dir, data.val_volumes, time.perf_counter() - start)
+        return finish(model, config, run_dir, data.test_volumes, time.perf_counter() - start)
