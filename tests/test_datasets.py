@@ -335,3 +335,23 @@ def test_paths_are_read_lazily_with_read_volume(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(np.transpose(bad, (2, 1, 0)), np.eye(4)), tmp_path / "bad.nii.gz")
     with pytest.raises(InvalidDataError, match=r"bad\.nii\.gz.*NaN/Inf"):
         dp.make_dataset([tmp_path / "bad.nii.gz"], patch_shape=(4, 8, 8))
+
+
+def test_model_units_are_those_of_a_fit_on_a_noisy_realisation():
+    import data_pipelines as dp
+
+    """The normalisation contract in training: clean targets and noisy inputs are in the units
+    of the normaliser fitted on a seeded noisy realisation, as denoise_array fits it at inference."""
+    vol = dp.sample("mni152_t1").array
+    noise = dp.GaussianNoise(0.1)
+    norm = dp.Normalizer.minmax()
+    reference = norm.fit(vol)(vol)  # units of the noise sigma
+    on_noisy = norm.fit(noise(reference[..., None], np.random.default_rng([7, 0])))
+    offset, scale = on_noisy.low, on_noisy.high - on_noisy.low
+    assert abs(scale - 1.0) > 0.05  # measured 1.083: not the identity, so the test can fail
+    ds = dp.make_dataset([vol], patch_shape=(8, 16, 16), noise=noise, normalizer=norm, batch_size=4, seed=7,
+                         training=False, patches_per_epoch=16)
+    targets = np.concatenate([clean.numpy().ravel() for _, clean in ds])
+    back = targets * scale + offset  # to reference units
+    assert back.max() <= reference.max() + 1e-4 and back.min() >= reference.min() - 1e-4
+    assert targets.max() < 1.0 - 0.5 * abs(scale - 1.0) or targets.min() > 0.5 * abs(scale - 1.0)
