@@ -97,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior for models that need one (ResPr-UNet): 'auto' builds the "
                    "neighbour-slice prior from IN (default), or a FILE of IN's shape and units")
     d.add_argument("--tile", type=_tile, metavar="Z,Y,X",
-                   help="tile shape in voxels (Y,X for 2D models); default: the whole volume")
+                   help="tile shape in voxels (Y,X for 2D models); default: the whole volume "
+                   "when the model's activations fit 25%% of the available RAM (at most 4 GiB), "
+                   "else the largest tiles that fit, overlapping by the receptive field")
     d.add_argument("--overlap", type=_fraction, default=0.25, metavar="F",
-                   help="tile overlap fraction (default 0.25; raised to half the receptive field)")
+                   help="overlap fraction of --tile tiles (default 0.25; raised to half the "
+                   "receptive field); the default tiling sets its own")
     d.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per model call")
     d.add_argument("--sigma", type=float, metavar="S",
                    help="noise standard deviation in normalised units (0.05 = 5%% of the "

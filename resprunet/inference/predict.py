@@ -161,6 +161,7 @@ def predict_volume(
     blend: str = "gaussian",
     out: np.ndarray | str | os.PathLike | Any | None = None,
     progress: bool = True,
+    memory_budget: float | None = None,
 ) -> np.ndarray:
     """Denoise a 2D image or a volume with a Keras model, tile by tile.
 
@@ -179,13 +180,22 @@ def predict_volume(
         receives ``{"noisy": tile, "prior": prior_tile}``.
     tile_shape : tuple of int, optional
         (z, y, x) tile in voxels ((y, x) for a 2D model); rounded up to the model's divisor
-        and clipped to the volume. None: the whole volume in one tile.
+        and clipped to the volume. None (the default): planned from memory by
+        :func:`resprunet.inference.tiles.plan_auto_tiles`: the whole volume (a 2D model:
+        whole slices) when the model's estimated activations
+        (:func:`~resprunet.inference.tiles.activation_bytes_per_voxel`) fit
+        ``memory_budget``, else the largest tiles that fit, placed to process as few voxels
+        as possible, each with a halo of half the receptive field (rounded up to the
+        divisor) at its inner faces whose predictions are outweighed by a neighbour's, so
+        that the result equals the whole-volume prediction to float rounding.
     overlap : float
-        Fraction of each tile shared with its neighbours (0.25 = 25 %), raised per axis to
-        at least half the model's receptive field.
+        With an explicit ``tile_shape``: fraction of each tile shared with its neighbours
+        (0.25 = 25 %), raised per axis to at least half the model's receptive field. Not
+        used by the default tiling (its overlap is twice the halo).
     batch_size : int
         Tiles per model call; halved (then the tile halved) when TensorFlow runs out of
-        memory, with a warning.
+        memory, with a warning. With the default tiling, also capped at the number of tiles
+        that fit ``memory_budget`` together.
     blend : {"gaussian", "constant"}
         Weights for blending overlapping tiles: Gaussian (sigma = tile / 8) or uniform.
     out : np.ndarray, np.memmap, str, os.PathLike or h5py.Dataset, optional
@@ -193,6 +203,9 @@ def predict_volume(
         memory-mapped array (written atomically). Its shape must be the output shape.
     progress : bool
         Show a progress bar over tiles.
+    memory_budget : float, optional
+        Bytes the default tiling may fill; None: :func:`~resprunet.inference.tiles.memory_budget`
+        (25 % of the available RAM, at most 4 GiB). Not used with an explicit ``tile_shape``.
 
     Returns
     -------
@@ -208,6 +221,9 @@ def predict_volume(
     ShapeMismatchError
         ``prior`` is missing for a model that needs one, or its shape differs from ``x``.
     """
+    from .tiles import activation_bytes_per_voxel, halo_weights, plan_auto_tiles
+    from .tiles import memory_budget as default_budget
+
     info = _model_info(model)
     ndim = int(info.ndim)
     if blend not in ("gaussian", "constant"):
@@ -239,15 +255,29 @@ def predict_volume(
     divisor = per_axis(info.divisor, "divisor", spatial)
     rf = per_axis(info.receptive_field, "receptive_field", spatial)
     tile = None if tile_shape is None else per_axis(tuple(tile_shape)[-spatial:], "tile_shape", spatial)
-    if ndim == 2 and tile is None:
-        tile = (1, *x4.shape[1:3])
     batch = [int(batch_size)]
+    planned: TileGrid | None = None
+    if tile is None:
+        budget = default_budget() if memory_budget is None else float(memory_budget)
+        try:
+            per_voxel = activation_bytes_per_voxel(model)
+        except Exception as exc:  # noqa: BLE001 - not a functional graph: no estimate
+            log.warning("no activation-memory estimate for this model (%s); whole volume", exc)
+            tile = (1, *x4.shape[1:3]) if ndim == 2 else tuple(x4.shape[:3])  # type: ignore[assignment]
+        else:
+            planned = plan_auto_tiles(x4.shape[:3], divisor=divisor, receptive_field=rf,
+                                      bytes_per_voxel=per_voxel, budget_bytes=budget,
+                                      slices=ndim == 2)
+            fit = int(budget // (per_voxel * math.prod(planned.tile_shape)))
+            batch = [max(1, min(int(batch_size), fit))]
+            log.info("default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
+                     "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
+                     planned.overlap, batch[0], per_voxel, budget / 2**20)
     with output_target(out, out_shape) as target:
         while True:
-            grid = plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
-                              overlap=overlap)
-            weights = (gaussian_weights(grid) if blend == "gaussian"
-                       else np.ones(grid.tile_shape, np.float32))
+            grid = planned or plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
+                                         overlap=overlap)
+            weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
             try:
                 _run_grid(model, x4, p4, grid, weights, ndim, batch, Sink(target), out_channels,
                           progress)
@@ -263,6 +293,7 @@ def predict_volume(
                 log.warning("out of memory on one tile of shape %s; retrying with tiles of %s",
                             grid.tile_shape, smaller)
                 tile = smaller  # type: ignore[assignment]
+                planned = None
         result = target
     if isinstance(out, (str, os.PathLike)):
         return np.load(out, mmap_mode="r")
