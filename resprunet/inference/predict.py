@@ -322,8 +322,12 @@ def denoise_array(
         (z, y, x) or (z, y, x, c) in the source's units, as in ``Volume.array``; a 2D
         image is (1, y, x).
     normalizer : data_pipelines.Normalizer
-        The model's normalisation (from its card). One that needs statistics (percentile,
-        min-max) is fitted on ``array``; the same fitted map is inverted on the output.
+        The model's normalisation (from its card), applied as the normalisation contract
+        says (:mod:`data_pipelines.normalize`): one that needs statistics (percentile,
+        min-max) is fitted on ``array`` (the noisy input, as in training); isolated
+        extremes (hot or dead pixels) are given to the model as the median of their
+        neighbours and restored unchanged in the output; the same fitted map is inverted
+        on the output, which is clipped to the input's range [min, max].
     prior : "auto", "none", None or np.ndarray
         For a model that needs a prior: ``"auto"`` builds the neighbour-slice prior from the
         normalised input (with ``prior_options``); an array (source units, shape of
@@ -363,6 +367,15 @@ def denoise_array(
         )
     norm = normalizer if normalizer.fitted else normalizer.fit(array)
     x = norm(array)
+    extremes, replacements = dp.isolated_extremes(x[..., 0] if x.ndim == 4 else x)
+    if replacements.size:
+        log.info("%d isolated extreme voxel(s) (hot or dead pixels) kept out of the model and restored",
+                 replacements.size)
+        x = x.copy()
+        if x.ndim == 4:
+            x[..., 0][extremes] = replacements
+        else:
+            x[extremes] = replacements
     p = None
     if isinstance(prior, np.ndarray):
         if not info.needs_prior:
@@ -380,4 +393,8 @@ def denoise_array(
         p = dp.neighbour_slice_prior(x, **(prior_options or {}))
     y = predict_volume(model, x, p, tile_shape=tile_shape, overlap=overlap,
                        batch_size=batch_size, progress=progress)
-    return norm.inverse(y)
+    out = np.clip(norm.inverse(y), np.min(array), np.max(array))
+    if replacements.size:
+        first_channel = (lambda a: a[..., 0]) if array.ndim == 4 else (lambda a: a)
+        first_channel(out)[extremes] = np.asarray(first_channel(array))[extremes]
+    return out
