@@ -12,7 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
+from .tf_env import enable_onednn
+
+enable_onednn()  # TF_ENABLE_ONEDNN_OPTS=1 unless the user set it: before anything imports TensorFlow
+
+from .errors import (  # noqa: E402
     DataPipelineError,
     InvalidDataError,
     OutputExistsError,
@@ -22,7 +26,7 @@ from .errors import (
     VolumeReadError,
     VolumeWriteError,
 )
-from .volume import Volume
+from .volume import Volume  # noqa: E402
 
 # public name -> submodule that defines it (loaded on first use)
 _LAZY = {

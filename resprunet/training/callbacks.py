@@ -1,8 +1,11 @@
 """Keras callbacks of a training run: TensorBoard (scalars, histograms, profiler, image panel),
-best-PSNR checkpoint, early stopping, CSV log and backup/restore for resuming a killed run."""
+best-PSNR checkpoint, early stopping, CSV log, throughput log and backup/restore for resuming
+a killed run."""
 from __future__ import annotations
 
+import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ from .config import TrainConfig
 from .runs import read_history
 
 PANEL_GAP = 2  # pixels between panel tiles
+
+log = logging.getLogger(__name__)
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -113,6 +118,106 @@ class LearningRateLog(keras.callbacks.Callback):
             logs["learning_rate"] = float(rate)
 
 
+def format_duration(seconds: float) -> str:
+    """``"1 h 02 min"``, ``"3 min 05 s"`` or ``"42 s"``."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+    """Log training speed and the time left, one plain line at a time (fine in log files).
+
+    Every ``every_seconds`` (and/or every ``every_steps`` steps) it logs, with :mod:`logging`
+    at INFO level::
+
+        step 120/512 (epoch 2/8): 9.8 samples/s, 0.41 s/step, ETA 2 min 41 s
+
+    and at the end of training one summary line. Speeds are averages since the end of the
+    run's first step (which includes tracing and graph compilation), including validation
+    and other callbacks, so the ETA is the time the run will take at this pace (an upper
+    bound when early stopping ends it sooner). A resumed run counts from its first epoch.
+
+    Parameters
+    ----------
+    batch_size : int
+        Samples per step (the global batch).
+    steps_per_epoch, epochs : int, optional
+        The run's length; default: what ``model.fit`` reports in ``self.params``.
+    every_seconds : float or None
+        Log when this long has passed since the last line (None: not by time).
+    every_steps : int or None
+        Log every this many steps (None: not by steps).
+    logger : logging.Logger, optional
+        Default: this module's logger (``resprunet.training.callbacks``).
+    """
+
+    def __init__(self, batch_size: int, steps_per_epoch: int | None = None, epochs: int | None = None,
+                 every_seconds: float | None = 30.0, every_steps: int | None = None,
+                 logger: logging.Logger | None = None) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        if every_steps is not None and every_steps < 1:
+            raise ValueError(f"every_steps={every_steps} must be at least 1 or None")
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.every_seconds = every_seconds
+        self.every_steps = every_steps
+        self.logger = logger or log
+        self._epoch = 0
+        self._first_step: int | None = None  # global step and time at the end of the first step
+        self._first_time = 0.0
+        self._last_log = 0.0
+        self._step = 0
+
+    def _lengths(self) -> tuple[int | None, int | None]:
+        steps = self.steps_per_epoch or self.params.get("steps")
+        epochs = self.epochs or self.params.get("epochs")
+        return steps, epochs
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._first_step = None
+        self._step = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        steps, epochs = self._lengths()
+        self._step = self._epoch * steps + batch + 1 if steps else self._step + 1
+        now = time.perf_counter()
+        if self._first_step is None:
+            self._first_step, self._first_time, self._last_log = self._step, now, now
+            return
+        by_time = self.every_seconds is not None and now - self._last_log >= self.every_seconds
+        by_steps = self.every_steps is not None and self._step % self.every_steps == 0
+        if not (by_time or by_steps):
+            return
+        self._last_log = now
+        done = self._step - self._first_step
+        seconds_per_step = (now - self._first_time) / done
+        total = steps * epochs if steps and epochs else None
+        position = f"step {self._step}" + (f"/{total}" if total else "")
+        if epochs:
+            position += f" (epoch {self._epoch + 1}/{epochs})"
+        eta = f", ETA {format_duration((total - self._step) * seconds_per_step)}" if total else ""
+        self.logger.info("%s: %.1f samples/s, %.3g s/step%s", position,
+                         self.batch_size / seconds_per_step, seconds_per_step, eta)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._first_step is None or self._step <= self._first_step:
+            return
+        seconds = time.perf_counter() - self._first_time
+        done = self._step - self._first_step
+        self.logger.info("trained %d steps: %.1f samples/s, %.3g s/step (after the first step)",
+                         self._step, self.batch_size * done / seconds, seconds / done)
+
+
 def best_logged(csv_path: Path, key: str) -> float | None:
     """Largest finite value of column ``key`` in a CSV log, or None (no file, column or value)."""
     values = [v for v in read_history(csv_path).get(key, []) if math.isfinite(v)]
@@ -125,7 +230,8 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
     Parameters
     ----------
     config : TrainConfig
-        Uses ``callbacks``, ``early_stopping``.
+        Uses ``callbacks``, ``early_stopping``, ``epochs``, ``data.batch_size`` and
+        ``data.patches_per_epoch``.
     run_dir : Path
         Run directory: ``metrics.csv``, ``tb/``, ``checkpoints/best.keras``, ``backup/``.
     panel : (inputs, clean) or None
@@ -134,7 +240,8 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
     Returns
     -------
     list of keras.callbacks.Callback
-        Learning-rate log, CSV log (appending, so a resumed run continues it), TensorBoard
+        Throughput log (samples/s and ETA every 30 s, :class:`ThroughputLogger`),
+        learning-rate log, CSV log (appending, so a resumed run continues it), TensorBoard
         (scalars, weight histograms every ``histogram_freq`` epochs, profiler over
         ``profile_batch``), image panel, best-``val_psnr`` checkpoint, early stopping, and
         last ``BackupAndRestore`` (so an epoch's logs are complete before its backup marks
@@ -143,7 +250,9 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
     cb = config.callbacks
     csv_path = run_dir / "metrics.csv"
     best_so_far = best_logged(csv_path, "val_psnr")  # a resumed run keeps its best checkpoint
+    steps_per_epoch = -(-config.data.patches_per_epoch // config.data.batch_size)
     callbacks: list = [
+        ThroughputLogger(config.data.batch_size, steps_per_epoch, config.epochs),
         LearningRateLog(),
         keras.callbacks.CSVLogger(str(csv_path), append=True),
         keras.callbacks.TensorBoard(

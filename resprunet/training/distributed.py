@@ -9,11 +9,14 @@ identical. The reported loss is ``strategy.reduce(SUM, ...)``, the mean over all
 BatchNorm moving statistics (not trained by gradients) are averaged over the workers after
 every epoch.
 Worker 0 (the chief) writes the run's outputs; every worker writes ``weights.npz``.
+The custom step is not compiled with XLA, whatever ``jit_compile`` says; precision
+``"auto"`` resolves as in :func:`~resprunet.training.train`.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -23,13 +26,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .build import build_model, precision_policy
+from .build import build_model, precision_policy, start_runtime
 from .config import TrainConfig
 from .data import build_training_data
 from .losses import get_loss
 from .metrics import psnr, ssim
 from .optimizers import make_optimizer
 from .runs import TrainResult, finish, read_history
+
+log = logging.getLogger(__name__)
 
 
 def worker_index() -> int:
@@ -121,7 +126,10 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
             f"{replicas} replicas"
         )
     chief = worker_index() == 0
-    with precision_policy(config.precision):
+    if config.jit_compile is True:
+        log.warning("jit_compile=True is ignored with strategy multiworker: its custom step runs without XLA")
+    precision = start_runtime(config, run_dir, jit_compile=False)
+    with precision_policy(precision):
         keras.utils.set_random_seed(config.seed)  # same initial weights on every worker
         data = build_training_data(
             config.data, config.seed, config.callbacks.panel_samples,
@@ -133,7 +141,7 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
         with strategy.scope():
             model = build_model(config)
             optimizer = make_optimizer(config.optimizer, config.epochs * steps)
-            if config.precision == "mixed_float16":
+            if precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)
         step = _make_step(strategy, model, optimizer, get_loss(config.loss))

@@ -8,6 +8,7 @@ Run directory ``<run.root>/<run.name>/<UTC timestamp>/``::
     checkpoints/best.keras   best validation PSNR
     backup/              BackupAndRestore state while running (removed when the run ends)
     model.keras          final model
+    runtime.log          one line per start: hardware, oneDNN, XLA, precision, versions
     final_metrics.json   noisy vs denoised PSNR/SSIM on the test volume(s) (data.test), never used in training or model choice
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from .build import build_model, compile_model, precision_policy
+from .build import build_model, compile_model, precision_policy, start_runtime
 from .callbacks import make_callbacks
 from .config import TrainConfig
 from .data import build_training_data
@@ -51,7 +52,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
     if config.strategy == "multiworker":
         return train_multiworker(config, run_dir)  # creates its strategy before any TF op
     keras.utils.set_random_seed(config.seed)
-    with precision_policy(config.precision):
+    precision = start_runtime(config, run_dir)  # resolves "auto"; logs hardware and settings
+    with precision_policy(precision):  # the global dtype policy while the model is built and trained
         if config.strategy == "mirrored":
             strategy = tf.distribute.MirroredStrategy()
         else:
