@@ -1,4 +1,4 @@
-"""Train a 2D denoiser. Default: a 2D U-Net on the embedded CT slices (split by scan), 10 % noise.
+"""Train a 2D denoiser. Default: a 2D U-Net on MNI152 T1 slices (val t1_head, test epi), 10 % noise.
 
     python experiments/train_2d.py [--config experiments/configs/unet_2d.yaml] [--set key=value ...]
     python experiments/train_2d.py --config experiments/configs/irunet_2d.yaml
