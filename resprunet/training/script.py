@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None, description: str, default_config: Path) -> 
     """
     cli = parser(description, default_config)
     args = cli.parse_args(argv)
+    # the runtime summary (CPU, oneDNN, XLA, precision) and the samples/s + ETA lines are INFO logs
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
     overrides = list(args.overrides) + shortcut_overrides(args.precision, args.strategy)
     try:
         config, run_dir = resolve(args.config, overrides, args.resume)
