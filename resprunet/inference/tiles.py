@@ -1,10 +1,12 @@
 """Tile grids over a volume and their Gaussian blending weights; the default (memory-planned) tiling."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import os
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -228,6 +230,9 @@ def memory_budget(fraction: float = BUDGET_FRACTION, cap: int = BUDGET_CAP) -> i
     return int(min(fraction * available, cap))
 
 
+_ESTIMATES: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+
+
 def activation_bytes_per_voxel(model: Any, safety: float = ACTIVATION_SAFETY) -> float:
     """Estimated peak memory of one forward pass, in bytes per input voxel.
 
@@ -251,8 +256,13 @@ def activation_bytes_per_voxel(model: Any, safety: float = ACTIVATION_SAFETY) ->
     Returns
     -------
     float
-        Bytes per voxel of one tile in one model call (batch of one).
+        Bytes per voxel of one tile in one model call (batch of one); remembered per model
+        (the walk takes 10-50 ms).
     """
+    try:
+        return _ESTIMATES[model] * safety
+    except (KeyError, TypeError):
+        pass
     import keras
 
     from resprunet import models
@@ -283,6 +293,8 @@ def activation_bytes_per_voxel(model: Any, safety: float = ACTIVATION_SAFETY) ->
         peak = max(peak, sum(live.values()))
         for key in [k for k in live if last_use.get(k, -1) <= i]:
             del live[key]
+    with contextlib.suppress(TypeError):  # a model that cannot be weakly referenced
+        _ESTIMATES[model] = float(peak)
     return float(peak * safety)
 
 
