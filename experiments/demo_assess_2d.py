@@ -37,6 +37,7 @@ from demo_cli import demo_main, parameter_line  # noqa: E402  (experiments/ is s
 METRICS = ("psnr", "ssim", "nrmse", "relative_error")
 PRIOR = {"size": 9, "decay": 0.04, "include_self": False}
 MNI_SLICE = 40  # axial slice of mni152_t1 that tunes SPADE for scan 1
+WINDOW = (-1000.0, 400.0)  # CT window (HU) -> [0, 1]
 
 
 class Fold(NamedTuple):
@@ -66,7 +67,7 @@ def case(source: str, sigma: float, rng: np.random.Generator, name: str) -> Case
         noisy = dp.GaussianNoise(sigma)(slab, rng)
         return Case(slab[8], noisy[8], dp.neighbour_slice_prior(noisy, **PRIOR)[8], name=name)
     vol = dp.sample("ct_slices")
-    x = dp.Normalizer.ct(window=(-1000, 400)).fit(vol.array)(vol.array).astype(np.float64)
+    x = dp.Normalizer.ct(window=WINDOW)(vol.array).astype(np.float64)
     if source == "ct scan 0":
         return Case(x[0], dp.GaussianNoise(sigma)(x[0], rng), name=name)
     noisy = dp.GaussianNoise(sigma)(x[1:3], rng)
@@ -80,7 +81,9 @@ def run(out: Path, model_paths: list[str], use_zoo: bool, sigmas: list[float], s
         names.append("bm3d")
     else:
         print(f"BM3D skipped: the optional bm3d package is missing ({INSTALL_HINT})")
-    models = model_methods(model_paths, zoo=use_zoo, ndim=2, normalization="ct")
+    # the cases are in CT-window units: the models map them back to HU and denoise as `resprunet denoise` does
+    models = model_methods(model_paths, zoo=use_zoo, ndim=2, normalization="ct",
+                           units=dp.Normalizer.ct(window=WINDOW))
     models = [m for m in models if not m.needs_prior]  # no neighbour slices on the held-out scan
     reports, lines = [], []
     for k, sigma in enumerate(sigmas):

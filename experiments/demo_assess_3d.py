@@ -82,8 +82,8 @@ def run(out: Path, model_paths: list[str], use_zoo: bool, sigmas: list[float], s
         "(24 x 40 x 48) and `t1_head` (nibabel's T1 head, 25 x 41 x 33), volumes not used for "
         "tuning. SPADE uses the neighbour-slice prior along z (size 9, decay 0.04, slice itself "
         f"excluded); BM4D gets the true sigma. Metrics on the foreground (clean > {FOREGROUND}). The zoo's "
-        "3D models were trained on the MNI template and validated (checkpoint choice) on `t1_head` (see "
-        "below): only `epi` is a test volume for them.\n",
+        "3D models were trained on the MNI template and `t1_head` (see below): only `epi` is a test volume "
+        "for them. Models get the crop as a user's file (their normaliser fitted on the noisy crop).\n",
         "Parameters chosen on the tuning volume (grid widening: values added beyond a grid edge when the "
         "best value was on it):\n",
         "| sigma | tuned on | parameters | grid widening |", "|---|---|---|---|", *lines, "",

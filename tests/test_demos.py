@@ -19,7 +19,7 @@ def test_demo_assess_2d_writes_a_report_where_every_method_gains(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "demo_assess_2d.py"), "--out", str(tmp_path),
-         "--sigmas", "0.1", "--no-zoo"],
+         "--sigmas", "0.1"],  # with the zoo's CT models: they must get HU, not window units
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
