@@ -15,8 +15,9 @@ from typing import Any, Iterable
 import yaml
 from data_pipelines.io.atomic import atomic_path
 
+from ..runtime import PRECISIONS
+
 LOSSES = ("mse", "mae", "l1_ssim")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
