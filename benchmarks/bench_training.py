@@ -208,19 +208,6 @@ def time_steps(step: Callable[[], Any], warmup: int, steps: int, max_seconds: fl
             "first_step_s": first}
 
 
-@contextlib.contextmanager
-def dtype_policy(name: str) -> Iterator[None]:
-    """Keras global dtype policy for the block (not ``resprunet.training``: it imports TF)."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def set_threads(backend: str, threads: int) -> None:
     """Intra-op threads of the framework in this process (before it runs anything)."""
     if backend == "tensorflow":
@@ -242,9 +229,10 @@ def build_keras_unet(filters: int, depth: int, precision: str = "float32") -> An
     import keras
 
     from resprunet import models
+    from resprunet.runtime import precision_policy
 
     keras.utils.set_random_seed(0)
-    with dtype_policy(precision):
+    with precision_policy(precision):
         return models.build("unet", 3, filters=filters, depth=depth, batch_norm=False)
 
 

@@ -38,11 +38,13 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 __all__ = [
-    "CPU_FLAGS_OF_INTEREST", "PRECISIONS", "cpu_info", "gpu_info", "resolve_precision",
+    "CPU_FLAGS_OF_INTEREST", "PRECISIONS", "cpu_info", "gpu_info", "precision_policy", "resolve_precision",
     "resolve_jit_compile", "runtime_summary",
 ]
 
@@ -171,6 +173,20 @@ def resolve_precision(precision: str) -> str:
             cpu_info()["model"],
         )
     return precision
+
+
+@contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Set the Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``)
+    for the block, restoring the previous one afterwards (imports Keras, not TensorFlow)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def resolve_jit_compile(jit_compile: bool | str) -> bool:

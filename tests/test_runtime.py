@@ -14,7 +14,8 @@ import pytest
 
 from resprunet import models, runtime
 from resprunet.training import TrainConfig
-from resprunet.training.build import RUNTIME_LOG, precision_policy, start_runtime
+from resprunet.runtime import precision_policy
+from resprunet.training.build import RUNTIME_LOG, start_runtime
 from resprunet.training.callbacks import ThroughputLogger, format_duration
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ import tensorflow as tf
 from pydicom.data import get_testdata_file
 
 from resprunet.training import TrainConfig, load_config, train
-from resprunet.training.build import build_model, compile_model, precision_policy
+from resprunet.runtime import precision_policy
+from resprunet.training.build import build_model, compile_model
 from resprunet.training.callbacks import panel_image
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import keras
 
@@ -21,17 +19,6 @@ log = logging.getLogger(__name__)
 #: File in the run directory that gets one line per training start: UTC time and runtime summary.
 RUNTIME_LOG = "runtime.log"
 
-
-@contextmanager
-def precision_policy(name: str) -> Iterator[None]:
-    """Set the Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``)
-    for the block, restoring the previous one afterwards."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def start_runtime(config: TrainConfig, run_dir: Path, jit_compile: bool | None = None) -> str:

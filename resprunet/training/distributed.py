@@ -26,7 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .build import build_model, precision_policy, start_runtime
+from ..runtime import precision_policy
+from .build import build_model, start_runtime
 from .config import TrainConfig
 from .data import build_training_data
 from .losses import get_loss

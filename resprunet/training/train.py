@@ -20,7 +20,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from .build import build_model, compile_model, precision_policy, start_runtime
+from ..runtime import precision_policy
+from .build import build_model, compile_model, start_runtime
 from .callbacks import make_callbacks
 from .config import TrainConfig
 from .data import build_training_data
