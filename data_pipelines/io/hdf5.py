@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import VolumeReadError
 from ..volume import Volume
-from .arrays import as_volume_array, cast_to_dtype
+from .arrays import as_volume_array, cast_to_dtype, check_declared_size
 
 __all__ = ["list_datasets", "read_hdf5", "write_hdf5"]
 
@@ -24,6 +24,38 @@ def list_datasets(handle: h5py.File) -> list[str]:
     names: list[str] = []
     handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
+
+
+def _external_links(handle: h5py.File) -> list[str]:
+    """Paths of the links in the file that point into other files."""
+    found: list[str] = []
+    handle.visititems_links(lambda name, link: found.append(name) if isinstance(link, h5py.ExternalLink) else None)
+    return found
+
+
+def _check_dataset(path: Path, key: str, dataset: h5py.Dataset) -> None:
+    """Refuse what is not image data stored in this file, before a voxel is read.
+
+    External raw storage, virtual datasets (both read other files' bytes as voxels), dtypes
+    that are not real numbers (strings, objects, compound, complex) and declared sizes the
+    file cannot hold or memory cannot take (:func:`check_declared_size`) are refused.
+    """
+    source = f"{path}[{key}]"
+    if dataset.external:
+        files = sorted({str(entry[0]) for entry in dataset.external})
+        raise VolumeReadError(f"{source}: the dataset's voxels are stored in other files {files}; "
+                              "external storage is refused (it can expose any local file)")
+    if dataset.is_virtual:
+        raise VolumeReadError(f"{source}: a virtual dataset (mapped from other files) is refused; "
+                              "copy the data into the file")
+    dtype = dataset.dtype
+    if dtype.names is not None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+                                       or np.issubdtype(dtype, np.bool_)):
+        raise VolumeReadError(f"{source}: dtype {dtype} is not a real number type; expected integer or "
+                              "floating-point image data")
+    stored = int(dataset.id.get_storage_size())
+    check_declared_size(source, dataset.shape, dtype.itemsize, stored or None,
+                        compressed=dataset.chunks is not None)
 
 
 def _spacing(attrs: dict[str, Any]) -> tuple[tuple[float, ...] | None, str | None]:
@@ -53,10 +85,16 @@ def read_hdf5(path: Path, key: str | None = None) -> Volume:
     Raises
     ------
     VolumeReadError
-        Corrupt file, unknown ``key``, no dataset, or several and no ``key`` (listed).
+        Corrupt file, unknown ``key``, no dataset, or several and no ``key`` (listed); external
+        links, external or virtual storage, a dtype that is not a real number, or a declared
+        size the file cannot hold or memory cannot take.
     """
     try:
         with h5py.File(path, "r") as handle:
+            links = _external_links(handle)
+            if links:
+                raise VolumeReadError(f"{path}: external links {links} point into other files; they are "
+                                      "refused (copy the data into the file)")
             names = list_datasets(handle)
             if key is None:
                 if len(names) != 1:
@@ -68,6 +106,7 @@ def read_hdf5(path: Path, key: str | None = None) -> Volume:
             if key.strip("/") not in names:
                 raise VolumeReadError(f"{path}: no dataset {key!r}; the file holds {names}")
             dataset = handle[key]
+            _check_dataset(path, key.strip("/"), dataset)
             data = dataset[()]
             attrs = {name: value for name, value in dataset.attrs.items()}
     except VolumeReadError:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import VolumeReadError
 from ..volume import Volume
-from .arrays import as_volume_array, cast_to_dtype
+from .arrays import as_volume_array, cast_to_dtype, check_declared_size
 
 __all__ = ["read_nifti", "write_nifti"]
 
@@ -26,6 +26,10 @@ _READ_ERRORS = (nib.filebasedimages.ImageFileError, EOFError, OSError, ValueErro
 def _swap_xz(data: np.ndarray) -> np.ndarray:
     """(x, y, z[, t]) <-> (z, y, x[, t]); the same permutation is its own inverse."""
     return np.swapaxes(data, 0, 2)
+
+
+def _unreadable(path: Path, exc: BaseException) -> VolumeReadError:
+    return VolumeReadError(f"{path}: not a readable NIfTI file (expected a complete .nii/.nii.gz): {exc}")
 
 
 def read_nifti(path: Path) -> Volume:
@@ -51,12 +55,16 @@ def read_nifti(path: Path) -> Volume:
         The file is not NIfTI, or is truncated/corrupt.
     """
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path))  # the header only
+        compressed = str(path).endswith(".gz")
+        stored = Path(path).stat().st_size - (0 if compressed else int(img.dataobj.offset))
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+    check_declared_size(str(path), img.shape, img.get_data_dtype().itemsize, stored, compressed=compressed)
+    try:
         data = np.asanyarray(img.dataobj)
     except _READ_ERRORS as exc:
-        raise VolumeReadError(
-            f"{path}: not a readable NIfTI file (expected a complete .nii/.nii.gz): {exc}"
-        ) from exc
+        raise _unreadable(path, exc) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeReadError(f"{path}: expected a NIfTI image, found {type(img).__name__}")
     if data.ndim == 2:

@@ -5,7 +5,6 @@ import contextlib
 import itertools
 import logging
 import math
-import os
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from data_pipelines.errors import InvalidDataError
+from data_pipelines.io.arrays import available_memory
 
 log = logging.getLogger(__name__)
 
@@ -208,25 +208,14 @@ ACCUMULATOR_BYTES = 8
 def memory_budget(fraction: float = BUDGET_FRACTION, cap: int = BUDGET_CAP) -> int:
     """Bytes a default tiling may use: ``min(fraction x MemAvailable, cap)``.
 
-    ``MemAvailable`` is read from ``/proc/meminfo`` (Linux); elsewhere the physical memory
-    from ``os.sysconf`` is used; failing both, ``cap``. The budget is for host RAM: the
+    The available memory is :func:`data_pipelines.io.arrays.available_memory` (``MemAvailable``
+    on Linux, else the physical memory); when unknown, ``cap``. The budget is for host RAM: the
     project runs TensorFlow on the CPU (a GPU's memory is not consulted; an out-of-memory
     error there still halves the batch, then the tile).
     """
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
+    available = available_memory()
     if available is None:
-        try:
-            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return int(cap)
+        return int(cap)
     return int(min(fraction * available, cap))
 
 

@@ -1,0 +1,87 @@
+"""Crafted files: HDF5 that points at other files or holds no numbers, headers that lie about
+their size. Each is refused with one clear error before any voxel is read."""
+from __future__ import annotations
+
+import gzip
+import time
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+import data_pipelines as dp
+from data_pipelines import VolumeReadError
+from data_pipelines.io.arrays import check_declared_size
+
+
+def test_hdf5_external_raw_storage_cannot_expose_another_file(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 4)  # any local file
+    path = tmp_path / "evil.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("img", shape=(4, 16, 16), dtype="uint8", external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+    with h5py.File(path, "r") as f:  # what the old reader returned: the secret's bytes as voxels
+        assert f["img"][()].tobytes() == secret.read_bytes()
+    with pytest.raises(VolumeReadError, match=r"evil.h5\[img\]: .*stored in other files"):
+        dp.read_volume(path)
+
+
+def test_hdf5_external_links_and_virtual_datasets_are_refused(tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.ones((4, 8, 8), np.float32)
+    linked = tmp_path / "linked.h5"
+    with h5py.File(linked, "w") as f:
+        f["own"] = np.zeros((4, 8, 8), np.float32)
+        f["img"] = h5py.ExternalLink(str(other), "/data")
+    with pytest.raises(VolumeReadError, match="external links .*img"):
+        dp.read_volume(linked, key="own")
+    virtual = tmp_path / "virtual.h5"
+    layout = h5py.VirtualLayout(shape=(4, 8, 8), dtype=np.float32)
+    layout[:] = h5py.VirtualSource(str(other), "data", shape=(4, 8, 8))
+    with h5py.File(virtual, "w") as f:
+        f.create_virtual_dataset("img", layout)
+    with pytest.raises(VolumeReadError, match="virtual dataset"):
+        dp.read_volume(virtual)
+
+
+@pytest.mark.parametrize("kind", ["string", "object", "compound", "complex"])
+def test_hdf5_datasets_that_are_not_real_numbers_are_refused(tmp_path, kind):
+    path = tmp_path / f"{kind}.h5"
+    with h5py.File(path, "w") as f:
+        if kind == "string":
+            f["img"] = np.array([b"abc", b"def"] * 8, dtype="S3").reshape(2, 2, 4)
+        elif kind == "object":
+            f.create_dataset("img", data=np.array(["a", "bc"] * 8, dtype=object).reshape(2, 2, 4),
+                             dtype=h5py.string_dtype())
+        elif kind == "compound":
+            f["img"] = np.zeros((2, 2, 4), dtype=[("a", "f4"), ("b", "i2")])
+        else:
+            f["img"] = np.ones((2, 2, 4), np.complex64)
+    with pytest.raises(VolumeReadError, match=r"\[img\]: dtype .* is not a real number type"):
+        dp.read_volume(path)
+
+
+def test_a_tiny_nifti_claiming_600_cubed_voxels_fails_at_once(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_shape((600, 600, 600))
+    header.set_data_dtype(np.int16)
+    path = tmp_path / "liar.nii.gz"
+    with gzip.open(path, "wb") as f:  # a header and 16 voxels: ~100 bytes claiming 432 MB
+        f.write(header.binaryblock + b"\0" * 4 + np.zeros(16, np.int16).tobytes())
+    assert path.stat().st_size < 200
+    start = time.perf_counter()
+    with pytest.raises(VolumeReadError, match=r"liar.nii.gz: the header declares shape \(600, 600, 600\)"):
+        dp.read_volume(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_real_nifti_still_reads_and_a_huge_one_names_the_memory():
+    vol = dp.sample("t1_head")  # a compressed NIfTI well within the limits
+    assert vol.shape == (25, 41, 33)
+    with pytest.raises(VolumeReadError, match=r"big.nii: shape \(4096, 4096, 4096\) needs 256.0 GiB as float32"):
+        check_declared_size("big.nii", (4096, 4096, 4096), 2, None, compressed=False, memory=16 * 2**30)
+    check_declared_size("ok.nii", (64, 64, 64), 2, 64**3 * 2, compressed=False, memory=16 * 2**30)
+    with pytest.raises(VolumeReadError, match="truncated"):
+        check_declared_size("short.nii", (64, 64, 64), 2, 1000, compressed=False, memory=16 * 2**30)
