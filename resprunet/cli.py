@@ -195,7 +195,13 @@ def _card_from_run_config(folder: Path) -> dict[str, Any]:
         )
     from .training.data import make_normalizer
 
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {})
+    from .safe_yaml import YamlLimitError, load_yaml
+
+    try:
+        run_config = load_yaml(config_path)
+    except YamlLimitError as exc:
+        raise CliError(str(exc)) from exc
+    data = run_config.get("data", {}) if isinstance(run_config, dict) else {}
     norm = make_normalizer(data.get("normalize") or {"method": "percentile", "low": 1.0, "high": 99.8})
     prior = data.get("prior")
     return {

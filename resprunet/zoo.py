@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .safe_yaml import YamlLimitError, load_yaml
 
 __all__ = [
     "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_options", "HeldOut", "heldout_case",
@@ -67,9 +67,9 @@ def path(name: str) -> Path:
 
 def _read_card(card_path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(card_path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ZooError(f"{card_path}: cannot read the model card: {exc}") from exc
+        data = load_yaml(card_path)
+    except (OSError, YamlLimitError) as exc:
+        raise ZooError(f"cannot read the model card: {exc}") from exc
     if not isinstance(data, dict):
         raise ZooError(f"{card_path}: a model card must be a mapping, got {type(data).__name__}")
     return data

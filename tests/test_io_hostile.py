@@ -85,3 +85,43 @@ def test_a_real_nifti_still_reads_and_a_huge_one_names_the_memory():
     check_declared_size("ok.nii", (64, 64, 64), 2, 64**3 * 2, compressed=False, memory=16 * 2**30)
     with pytest.raises(VolumeReadError, match="truncated"):
         check_declared_size("short.nii", (64, 64, 64), 2, 1000, compressed=False, memory=16 * 2**30)
+
+
+def _billion_laughs() -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\nmodel: {filters: *i}\n"
+
+
+def test_a_billion_laughs_config_is_refused_in_well_under_a_second(tmp_path):
+    from resprunet import cli
+    from resprunet.training import load_config
+    from resprunet.training.config import ConfigError
+
+    path = tmp_path / "laughs.yaml"
+    path.write_text(_billion_laughs())
+    assert path.stat().st_size < 1024
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="laughs.yaml: more than 100,000 YAML nodes"):
+        load_config(path)  # 9**9 lists of 'lol' once expanded
+    assert time.perf_counter() - start < 1.0
+    assert cli.main(["train", str(path)]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_and_python_tagged_configs_are_refused(tmp_path, capsys):
+    from resprunet import cli
+    from resprunet.training import load_config
+    from resprunet.training.config import ConfigError
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing but a comment\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
+        load_config(empty)
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("model: !!python/object/apply:os.system ['echo pwned']\n")
+    assert cli.main(["train", str(tagged)]) == 2
+    err = capsys.readouterr().err
+    assert "tagged.yaml: not safe YAML" in err and "Traceback" not in err and "pwned" not in err

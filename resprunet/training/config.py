@@ -16,6 +16,7 @@ import yaml
 from data_pipelines.io.atomic import atomic_path
 
 from ..runtime import PRECISIONS
+from ..safe_yaml import YamlLimitError, load_yaml
 
 LOSSES = ("mse", "mae", "l1_ssim")
 JIT_COMPILE = ("auto", True, False)
@@ -390,14 +391,19 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     FileNotFoundError
         When ``path`` does not exist.
     ConfigError
-        For unknown keys, wrong types or invalid choices (the message names the key).
+        For unknown keys, wrong types or invalid choices (the message names the key); an
+        empty file, one not safe YAML, or one whose aliases expand beyond
+        :data:`resprunet.safe_yaml.MAX_NODES` (checked before anything is merged).
     """
     values: dict[str, Any] = TrainConfig().to_dict()
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = load_yaml(path)
+        except YamlLimitError as exc:
+            raise ConfigError(str(exc)) from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
         values = TrainConfig.from_dict(_merge(values, loaded)).to_dict()
