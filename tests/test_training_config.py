@@ -108,11 +108,25 @@ def test_resume_resolves_the_run_and_its_saved_config(tmp_path):
     save_config(load_config(overrides=[f"run.root={tmp_path}", "epochs=3"]), base)
     older = prepare_run_dir(load_config(base, ["epochs=4"]), tmp_path / "unet_3d" / "20260101T000000Z")
     newer = prepare_run_dir(load_config(base, ["epochs=5"]), tmp_path / "unet_3d" / "20260102T000000Z")
+    for run in (older, newer):
+        (run / "metrics.csv").write_text("epoch,loss\n0,0.1\n")  # both got as far as training
+    never_trained = prepare_run_dir(load_config(base, ["epochs=6"]), tmp_path / "unet_3d" / "20260103T000000Z")
     assert resolve(base, [], None) == (load_config(base), None)
     config, run_dir = resolve(base, [], "latest")
-    assert run_dir == newer and config.epochs == 5  # the run's own config, not base.yaml
+    assert run_dir == newer and config.epochs == 5  # the run's own config, not base.yaml; not never_trained
+    assert never_trained.is_dir()
     assert resolve(base, [], str(older))[0].epochs == 4
     with pytest.raises(FileNotFoundError, match="nothing"):
         resolve(base, [], str(tmp_path / "nothing"))
     with pytest.raises(SystemExit):  # a bad value ends with the usage and one error line
         main(["--config", str(base), "--set", "epochs=zero"], "train", base)
+
+
+def test_a_run_with_invalid_data_leaves_no_run_folder(tmp_path):
+    from resprunet.training import train
+    from resprunet.training.config import ConfigError
+
+    config = load_config(overrides=[f"run.root={tmp_path}", "data.train=[/no/such/volume.nii.gz]", "epochs=1"])
+    with pytest.raises(ConfigError, match="/no/such/volume.nii.gz"):
+        train(config, verbose=0)
+    assert not (tmp_path / "unet_3d").exists() or not any((tmp_path / "unet_3d").iterdir())

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,10 +66,27 @@ def latest_run_dir(root: str | Path, name: str) -> Path:
     FileNotFoundError
         When there is none.
     """
-    runs = sorted(p for p in (Path(root) / name).glob("*") if (p / "config.yaml").is_file())
+    runs = sorted(p for p in (Path(root) / name).glob("*") if (p / "config.yaml").is_file() and started(p))
     if not runs:
-        raise FileNotFoundError(f"no run directory with a config.yaml under {Path(root) / name}")
+        raise FileNotFoundError(f"no run directory that started training under {Path(root) / name}")
     return runs[-1]
+
+
+def started(run_dir: Path) -> bool:
+    """Whether a run directory got as far as training (a CSV log, a backup or a model)."""
+    return any((run_dir / name).exists() for name in ("metrics.csv", "backup", "model.keras"))
+
+
+@contextmanager
+def discard_on_failure(run_dir: Path, discard: bool) -> Iterator[None]:
+    """Remove ``run_dir`` if the block fails and ``discard`` (a run directory this call created):
+    a run whose data or model is invalid leaves no folder behind for ``--resume latest``."""
+    try:
+        yield
+    except BaseException:
+        if discard:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def prepare_run_dir(config: TrainConfig, run_dir: str | Path | None) -> Path:

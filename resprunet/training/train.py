@@ -26,7 +26,7 @@ from .callbacks import make_callbacks
 from .config import TrainConfig
 from .data import build_training_data
 from .distributed import train_multiworker
-from .runs import TrainResult, finish, prepare_run_dir
+from .runs import TrainResult, discard_on_failure, finish, prepare_run_dir
 
 
 def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int | str = "auto") -> TrainResult:
@@ -49,21 +49,24 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
         Run directory, per-epoch history and final metrics (also printed and written to
         ``final_metrics.json``).
     """
+    new_run = run_dir is None
     run_dir = prepare_run_dir(config, run_dir)
     if config.strategy == "multiworker":
         return train_multiworker(config, run_dir)  # creates its strategy before any TF op
     keras.utils.set_random_seed(config.seed)
-    precision = start_runtime(config, run_dir)  # resolves "auto"; logs hardware and settings
+    with discard_on_failure(run_dir, new_run):
+        precision = start_runtime(config, run_dir)  # resolves "auto"; logs hardware and settings
     with precision_policy(precision):  # the global dtype policy while the model is built and trained
-        if config.strategy == "mirrored":
-            strategy = tf.distribute.MirroredStrategy()
-        else:
-            strategy = tf.distribute.get_strategy()
-        with strategy.scope():
-            model = build_model(config)
-        data = build_training_data(config.data, config.seed, config.callbacks.panel_samples)
-        with strategy.scope():
-            compile_model(model, config, data.steps_per_epoch)
+        with discard_on_failure(run_dir, new_run):  # invalid data or model: no run folder left
+            if config.strategy == "mirrored":
+                strategy = tf.distribute.MirroredStrategy()
+            else:
+                strategy = tf.distribute.get_strategy()
+            with strategy.scope():
+                model = build_model(config)
+            data = build_training_data(config.data, config.seed, config.callbacks.panel_samples)
+            with strategy.scope():
+                compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
         start = time.perf_counter()
         model.fit(
