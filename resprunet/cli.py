@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -349,13 +352,31 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
             OSError, MemoryError)
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (``kill``, a scheduler's time limit) like Ctrl-C while the block runs:
+    a ``KeyboardInterrupt`` that removes every temporary output on its way out."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``resprunet`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="resprunet: %(levelname)s: %(message)s", level=logging.INFO)
     try:
-        return int(args.func(args))
+        with sigterm_as_interrupt():
+            return int(args.func(args))
     except KeyboardInterrupt:
         print("resprunet: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -125,3 +125,42 @@ def test_empty_and_python_tagged_configs_are_refused(tmp_path, capsys):
     assert cli.main(["train", str(tagged)]) == 2
     err = capsys.readouterr().err
     assert "tagged.yaml: not safe YAML" in err and "Traceback" not in err and "pwned" not in err
+
+
+SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from resprunet.cli import sigterm_as_interrupt
+from data_pipelines.io.atomic import atomic_path
+out = Path(sys.argv[1])
+try:
+    with sigterm_as_interrupt(), atomic_path(out) as tmp:
+        tmp.write_text("partial")
+        print("writing", flush=True)
+        time.sleep(60)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_killed_writer_leaves_no_temporary_file(tmp_path, how):
+    import signal
+    import subprocess
+    import sys
+
+    from data_pipelines.io.atomic import atomic_path
+
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    assert [p.name for p in tmp_path.iterdir()][0].startswith(".tmp-")
+    proc.send_signal(getattr(signal, how))
+    code = proc.wait(timeout=30)
+    if how == "SIGTERM":  # handled like Ctrl-C: cleaned up on the way out
+        assert code == 130 and list(tmp_path.iterdir()) == []
+    else:  # no chance to clean up: the next writer in the folder removes the dead process's temporary
+        assert code == -signal.SIGKILL and len(list(tmp_path.iterdir())) == 1
+        with atomic_path(tmp_path / "next.txt") as tmp:
+            tmp.write_text("ok")
+        assert [p.name for p in tmp_path.iterdir()] == ["next.txt"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import OutputExistsError, VolumeWriteError
 
-__all__ = ["atomic_path", "check_writable"]
+__all__ = ["atomic_path", "check_writable", "remove_stale_temporaries"]
 
 _TMP_PREFIX = ".tmp-"
 
@@ -50,6 +50,38 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove ``.tmp-<pid>-...`` files and folders of this tool whose process no longer runs.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Folder to sweep (only its direct entries named by :func:`atomic_path`).
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    for entry in Path(folder).glob(f"{_TMP_PREFIX}*-*"):
+        pid = entry.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -63,10 +95,13 @@ def atomic_path(
 ) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    The temporary name is ``.tmp-<random>-<name>`` in the same folder, so it keeps the
+    The temporary name is ``.tmp-<pid>-<random>-<name>`` in the same folder, so it keeps the
     target's suffixes (``.nii.gz``, ``.npz``) that format libraries look at, and the final
-    :func:`os.replace` is a same-filesystem rename. If the body raises, the temporary file or
-    folder is removed and the exception propagates; the target is left untouched.
+    :func:`os.replace` is a same-filesystem rename. If the body raises (``KeyboardInterrupt``
+    included; the CLI turns SIGTERM into one), the temporary file or folder is removed and the
+    exception propagates; the target is left untouched. A process killed outright (SIGKILL)
+    cannot clean up: the next :func:`atomic_path` in that folder removes the temporaries of
+    processes that no longer run (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -95,7 +130,8 @@ def atomic_path(
     ...     np.save(tmp, array)
     """
     final = check_writable(path, force)
-    tmp = final.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}"
+    remove_stale_temporaries(final.parent)
+    tmp = final.parent / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}"
     if directory:
         tmp.mkdir()
     try:
@@ -113,7 +149,7 @@ def _commit(tmp: Path, final: Path, force: bool) -> None:
     if final.exists() and not force:
         raise OutputExistsError(f"{final}: output appeared while writing; pass force=True (--force on the command line)")
     if final.is_dir() and not final.is_symlink():
-        aside = final.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-old-{final.name}"
+        aside = final.parent / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-old-{final.name}"
         os.replace(final, aside)
         try:
             os.replace(tmp, final)
