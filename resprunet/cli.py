@@ -265,8 +265,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config}: no such config file")
     overrides = args.overrides + shortcut_overrides(args.precision, args.strategy)
     config, run_dir = resolve(args.config, overrides, args.resume)
-    result = train(config, run_dir=run_dir)
-    print(f"run directory: {result.run_dir}")
+    train(config, run_dir=run_dir)  # prints the test metrics and, last, the run directory
     return 0
 
 

@@ -312,6 +312,7 @@ def test_train_runs_a_config_with_overrides(tmp_path, capsys):
     code, out, err = _run(capsys, "train", config, "--set", "model.filters=2", "--set", "seed=3")
     assert code == 0, err
     run_dir = Path(out.strip().splitlines()[-1].split("run directory: ")[1])
+    assert out.count(str(run_dir)) == 1  # printed once, last
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["options"]["filters"] == 2 and saved["seed"] == 3
     # the trained run denoises through the CLI with the normalisation from its config.yaml

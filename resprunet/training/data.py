@@ -2,6 +2,7 @@
 tf.data datasets (all through :mod:`data_pipelines`)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import numpy as np
 from .config import ConfigError, DataConfig
 
 NORMALIZERS = ("percentile", "ct", "minmax")
+
+log = logging.getLogger(__name__)
 
 
 def load_volumes(names: list[str]) -> list[dp.Volume]:
@@ -203,6 +206,8 @@ def build_training_data(
     """
     volumes = split(config, seed)
     train_vols, val_vols = volumes.train, volumes.val
+    log.info("data: train on %s; validate on %s; test on %s", [v.name for v in train_vols],
+             [v.name for v in val_vols], [v.name for v in volumes.test] or "nothing (no held-out metrics)")
     options = dataset_options(config)
     batch = batch_size or config.batch_size
     train = dp.make_dataset(

@@ -145,10 +145,11 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, test_volumes:
     final = {"test_volumes": [vol.name for vol in test_volumes], "evaluations": evaluations,
              "train_seconds": round(seconds, 1)}
     write_json(final, run_dir / "final_metrics.json")
-    print(f"training took {seconds:.0f} s; run directory {run_dir}")
+    print(f"training took {seconds:.0f} s")
     if not test_volumes:
         log.warning("no test volumes (data.test is empty and data.test_fraction is 0): no held-out metrics; "
                     "validation scores chose the checkpoint and are not an unbiased estimate")
     for ev in evaluations:
         print("test " + format_evaluation(ev))
+    print(f"run directory: {run_dir}")
     return TrainResult(run_dir, read_history(run_dir / "metrics.csv"), final)
