@@ -3,7 +3,8 @@
 Both denoise white Gaussian noise; on Poisson-Gaussian data (``photons`` given) they run in
 the domain of the generalised Anscombe transform (:mod:`resprunet.variational.vst`).
 Both packages (PyPI ``bm3d``, ``bm4d``; non-commercial licence) are the optional extra
-``bm``: ``pip install "resprunet[bm]"``. They are imported on first use only.
+``bm``: ``pip install -e ".[bm]"`` from a clone (``pip install "resprunet[bm]"`` once the
+package is on PyPI). They are imported on first use only.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import numpy as np
 from ._validate import as_float_image, output_dtype
 from .vst import generalized_anscombe, inverse_generalized_anscombe
 
-INSTALL_HINT = 'pip install "resprunet[bm]"'
+INSTALL_HINT = ('pip install -e ".[bm]" in a clone of resprunet '
+                '(pip install "resprunet[bm]" once the package is published)')
 
 
 class BMPackageMissingError(ImportError):
@@ -126,7 +128,7 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: floa
     Raises
     ------
     BMPackageMissingError
-        The ``bm3d`` package is missing (an ImportError naming ``pip install "resprunet[bm]"``).
+        The ``bm3d`` package is missing (an ImportError naming :data:`INSTALL_HINT`).
     DenoiserFailedError
         The package returned an unusable result.
     ValueError
@@ -170,7 +172,7 @@ def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: floa
     Raises
     ------
     BMPackageMissingError
-        The ``bm4d`` package is missing (an ImportError naming ``pip install "resprunet[bm]"``).
+        The ``bm4d`` package is missing (an ImportError naming :data:`INSTALL_HINT`).
     DenoiserFailedError
         The package returned silently without denoising (its own failure mode: a constant,
         unchanged, non-finite or mis-shaped output).
