@@ -146,7 +146,7 @@ def test_prior_auto_file_and_mismatch(nifti_in, tmp_path, capsys):
         ("unknown_model", "unknown model 'nope'"),
         ("dimensionality", "3D model needs a (z, y, x) volume"),
         ("channels", "the input has 2 channels or frames (shape (4, 16, 16, 2))"),
-        ("exists", "output exists"),
+        ("exists", "output exists; use --force to replace it"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(case, message, nifti_in, tmp_path, capsys):

@@ -44,7 +44,7 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     """
     path = Path(path)
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: output exists; pass force=True (--force on the command line) to replace it")
+        raise OutputExistsError(f"{path}: output exists; use --force to replace it (force=True in Python)")
     if not path.parent.is_dir():
         raise VolumeWriteError(f"{path}: parent folder {path.parent} does not exist")
     return path
@@ -147,7 +147,9 @@ def atomic_path(
 def _commit(tmp: Path, final: Path, force: bool) -> None:
     """Rename ``tmp`` onto ``final``; an existing folder is moved aside first."""
     if final.exists() and not force:
-        raise OutputExistsError(f"{final}: output appeared while writing; pass force=True (--force on the command line)")
+        raise OutputExistsError(
+            f"{final}: output appeared while writing; use --force to replace it (force=True in Python)"
+        )
     if final.is_dir() and not final.is_symlink():
         aside = final.parent / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-old-{final.name}"
         os.replace(final, aside)
