@@ -128,13 +128,15 @@ def test_spade_with_a_perfect_prior_beats_tv_clearly(camera_split, tuned_tv):
 
 def test_spade_with_a_useless_prior_falls_back_to_tv(camera_split, tuned_tv):
     s = camera_split
-    val_prior = np.full(s["val"].shape, s["val"].mean())
-    test_prior = np.full(s["test"].shape, s["test"].mean())
+    # priors unrelated to the images (crops of another picture): a constant prior would make
+    # SPADE equal to TV for every alpha, so the test could not fail
+    moon = data.moon().astype(np.float64) / 255.0
+    val_prior, test_prior = moon[100:196, 100:196], moon[300:396, 250:346]
     best = tune_on_validation(spade_denoise, s["val"], s["val_noisy"], SPADE_GRID, prior=val_prior,
                               bounds=SPADE_BOUNDS)
     out = spade_denoise(s["test_noisy"], test_prior, **best)
     delta = psnr(s["test"], out, 1.0) - psnr(s["test"], tuned_tv[1], 1.0)
-    assert delta >= -0.2, delta  # measured +0.20 dB
+    assert delta >= -0.2, delta  # measured +0.32 dB (alpha 0.25; a constant prior gave exactly TV)
 
 
 @NEEDS_BM3D
