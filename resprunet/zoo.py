@@ -125,14 +125,19 @@ def normalizer(model_card: dict[str, Any]) -> Any:
     Raises
     ------
     ZooError
-        The card has no ``normalization`` entry.
+        The card has no ``normalization`` entry, or one that is not a valid normaliser (e.g.
+        an unknown kind).
     """
     from data_pipelines import Normalizer
 
     spec = model_card.get("normalization")
     if not isinstance(spec, dict):
         raise ZooError(f"model card {model_card.get('name', '?')!r} has no 'normalization' mapping")
-    return Normalizer.from_dict(spec)
+    try:
+        return Normalizer.from_dict(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        name = model_card.get("name", "?")
+        raise ZooError(f"model card {name!r}: normalization {spec!r} is not valid: {exc}") from exc
 
 
 def _source_volume(source: dict[str, Any]) -> Any:

@@ -164,3 +164,20 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path, how):
         with atomic_path(tmp_path / "next.txt") as tmp:
             tmp.write_text("ok")
         assert [p.name for p in tmp_path.iterdir()] == ["next.txt"]
+
+
+def test_a_card_with_an_unknown_normalisation_kind_is_a_one_line_error(tmp_path, capsys):
+    import yaml
+
+    from resprunet import cli, models
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    models.build("unet", ndim=2, filters=2, depth=1).save(folder / "model.keras")
+    (folder / "card.yaml").write_text(yaml.safe_dump({"name": "bogus", "normalization": {"kind": "zscore"}}))
+    np.save(tmp_path / "in.npy", np.zeros((1, 16, 16), np.float32))
+    assert cli.main(["--quiet", "denoise", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"),
+                     "--model", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'bogus': normalization" in err and "zscore" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.npy").exists()
