@@ -181,3 +181,19 @@ def test_a_card_with_an_unknown_normalisation_kind_is_a_one_line_error(tmp_path,
     err = capsys.readouterr().err.strip()
     assert "'bogus': normalization" in err and "zscore" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.filters=-4", "model.filters=-4 must be a whole number >= 1"),
+    ("model.depth=0", "model.depth=0 must be a whole number >= 1"),
+    ("model.name=../models/unet", "model.name='../models/unet' is not one of"),
+])
+def test_bad_model_settings_are_one_line_config_errors(tmp_path, capsys, override, message):
+    from resprunet import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run: {{root: {tmp_path / 'runs'}}}\n")
+    assert cli.main(["train", str(config), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

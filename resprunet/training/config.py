@@ -216,6 +216,13 @@ def validate(config: TrainConfig) -> None:
     _choice("optimizer.schedule", config.optimizer.schedule, SCHEDULES)
     _choice("data.prior", config.data.prior, PRIORS)
     _choice("model.ndim", config.model.ndim, (2, 3))
+    from ..models import available  # a model name is a registry key, never a path
+
+    _choice("model.name", config.model.name, available())
+    for key in ("filters", "depth"):
+        value = config.model.options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"config model.{key}={value!r} must be a whole number >= 1")
     positive = {
         "epochs": config.epochs,
         "data.batch_size": config.data.batch_size,
