@@ -383,12 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             throughput.append(r)
             print(_row_line(r), flush=True)
 
-        got, tail = spawn(__file__, cfg, child_argv, timeout=300 + 6 * len(cfg["rows"]) * (args.max_seconds + 150),
-                          on_row=add)
-        if tail:
-            reason = f"{cfg['id']}: failed after {len(got)} row(s): {tail.strip().splitlines()[-1]}"
-            print(reason)
-            skipped.append(reason + "\n" + tail)
+        spawn(__file__, cfg, child_argv, timeout=300 + 6 * len(cfg["rows"]) * (args.max_seconds + 150),
+              on_row=add, skipped=skipped)
     results: dict[str, Any] = {
         "benchmark": "3D inference with resprunet.inference.predict_volume; median seconds of the timed calls",
         "model": {"name": "unet", "ndim": 3, "filters": FILTERS, "depth": DEPTH, "batch_norm": False},

@@ -413,9 +413,10 @@ def configurations(native_bf16: bool, bf16: str, xla: bool = True) -> tuple[list
 
 
 def spawn(script: str, cfg: dict[str, Any], argv: list[str], timeout: float,
-          on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Run ``script --child cfg argv`` with the config's environment; its ROW lines (each also
-    passed to ``on_row`` as it arrives), and the tail of its output when it failed."""
+          on_row: Callable[[dict[str, Any]], None], skipped: list[str]) -> list[dict[str, Any]]:
+    """Run ``script --child cfg argv`` with the config's environment and return its ROW lines
+    (each also passed to ``on_row`` as it arrives); when the child fails, print why and add
+    the reason with the tail of its output to ``skipped``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
            # PyTorch's OpenMP threads spin while waiting; on a shared CPU that costs it
            # several times its step time, so let them sleep
@@ -444,7 +445,11 @@ def spawn(script: str, cfg: dict[str, Any], argv: list[str], timeout: float,
         err.seek(0)
         tail = "" if rc == 0 else (err.read() or "".join(other))[-1500:] + (
             f"\n(killed after {timeout:.0f} s)" if rc < 0 else "")
-    return rows, tail
+    if tail:
+        reason = f"{cfg['id']}: failed after {len(rows)} row(s): {tail.strip().splitlines()[-1]}"
+        print(reason)
+        skipped.append(reason + "\n" + tail)
+    return rows
 
 
 def _fmt_row(r: dict[str, Any]) -> str:
@@ -523,12 +528,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | int:
             rows.append(r)
             print(_fmt_row(r), flush=True)
 
-        got, tail = spawn(__file__, cfg, child_argv, timeout=120 + 3 * len(cfg["rows"]) * (args.max_seconds + 150),
-                          on_row=add)
-        if tail:
-            reason = f"{cfg['id']}: failed after {len(got)} row(s): {tail.strip().splitlines()[-1]}"
-            print(reason)
-            skipped.append(reason + "\n" + tail)
+        spawn(__file__, cfg, child_argv, timeout=120 + 3 * len(cfg["rows"]) * (args.max_seconds + 150),
+              on_row=add, skipped=skipped)
     default = next((r for r in rows if all(r.get(k) == v for k, v in DEFAULT_ROW.items())), None)
     if default:
         for r in rows:
