@@ -271,10 +271,9 @@ def activation_bytes_per_voxel(model: Any, safety: float = ACTIVATION_SAFETY) ->
     size = {id(t): nbytes(k) for t, k in zip(model.inputs, symbolic)}
     size.update({id(layer.output): nbytes(spec) for layer, spec in zip(layers, specs)})
     last_use: dict[int, int] = {id(t): len(layers) for t in model.outputs}
-    for i, layer in enumerate(layers):
-        for node in layer._inbound_nodes:
-            for t in node.input_tensors:
-                last_use[id(t)] = max(last_use.get(id(t), -1), i)
+    for i, layer in enumerate(layers):  # public layer.input: every layer here is called once
+        for t in keras.tree.flatten(layer.input):
+            last_use[id(t)] = max(last_use.get(id(t), -1), i)
     live = {id(t): size[id(t)] for t in model.inputs}
     peak = sum(live.values())
     for i, layer in enumerate(layers):
