@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "when the model's activations fit 25%% of the available RAM (at most 4 GiB), "
                    "else the largest tiles that fit, overlapping by the receptive field")
     d.add_argument("--overlap", type=_fraction, default=0.25, metavar="F",
-                   help="overlap fraction of --tile tiles (default 0.25; raised to half the "
-                   "receptive field); the default tiling sets its own")
+                   help="overlap fraction of --tile tiles (default 0.25; raised to the model's "
+                   "receptive field, capped where a tile allows; changes are printed); the "
+                   "default tiling sets its own")
     d.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per model call")
     d.add_argument("--sigma", type=float, metavar="S",
                    help="noise standard deviation in normalised units (0.05 = 5%% of the "

@@ -179,8 +179,9 @@ def predict_volume(
         Same shape as ``x``; required when the model needs a prior (ResPr-UNet), which then
         receives ``{"noisy": tile, "prior": prior_tile}``.
     tile_shape : tuple of int, optional
-        (z, y, x) tile in voxels ((y, x) for a 2D model); rounded up to the model's divisor
-        and clipped to the volume. None (the default): planned from memory by
+        (z, y, x) tile in voxels ((y, x) for a 2D model); rounded up to the model's divisor,
+        raised to the least the model's receptive field needs and clipped to the volume;
+        the result equals the whole-volume prediction to float rounding. None (the default): planned from memory by
         :func:`resprunet.inference.tiles.plan_auto_tiles`: the whole volume (a 2D model:
         whole slices) when the model's estimated activations
         (:func:`~resprunet.inference.tiles.activation_bytes_per_voxel`) fit
@@ -190,7 +191,8 @@ def predict_volume(
         that the result equals the whole-volume prediction to float rounding.
     overlap : float
         With an explicit ``tile_shape``: fraction of each tile shared with its neighbours
-        (0.25 = 25 %), raised per axis to at least half the model's receptive field. Not
+        (0.25 = 25 %), raised per axis to twice the halo (see
+        :func:`~resprunet.inference.tiles.plan_tiles`, which logs any change it makes). Not
         used by the default tiling (its overlap is twice the halo).
     batch_size : int
         Tiles per model call; halved (then the tile halved) when TensorFlow runs out of
@@ -273,27 +275,26 @@ def predict_volume(
             log.info("default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
                      "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
                      planned.overlap, batch[0], per_voxel, budget / 2**20)
+    grid = planned or plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
+                                 overlap=overlap)
     with output_target(out, out_shape) as target:
         while True:
-            grid = planned or plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
-                                         overlap=overlap)
             weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
             try:
                 _run_grid(model, x4, p4, grid, weights, ndim, batch, Sink(target), out_channels,
                           progress)
                 break
             except _OutOfMemory as exc:
-                smaller = tuple(max(d, d * math.ceil(t // 2 / d))
-                                for t, d in zip(grid.tile_shape, divisor))
-                if smaller == grid.tile_shape:
+                smaller = plan_tiles(x4.shape[:3], tuple(t // 2 for t in grid.tile_shape),
+                                     divisor=divisor, receptive_field=rf, overlap=overlap)
+                if smaller.tile_shape == grid.tile_shape:
                     raise MemoryError(
                         f"out of memory on a single tile of shape {grid.tile_shape}, the smallest "
                         f"this model allows: {exc}"
                     ) from exc
                 log.warning("out of memory on one tile of shape %s; retrying with tiles of %s",
-                            grid.tile_shape, smaller)
-                tile = smaller  # type: ignore[assignment]
-                planned = None
+                            grid.tile_shape, smaller.tile_shape)
+                grid = smaller
         result = target
     if isinstance(out, (str, os.PathLike)):
         return np.load(out, mmap_mode="r")

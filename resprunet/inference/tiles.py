@@ -38,8 +38,8 @@ class TileGrid:
         Along (z, y, x), how many voxels at each end of a tile are not trusted (their
         receptive field leaves the tile) and get a negligible blending weight
         (:data:`HALO_WEIGHT`), so that every voxel is taken from the tiles that hold its
-        whole receptive field. Set by :func:`plan_auto_tiles` on the axes it cuts; 0 for
-        the grids of :func:`plan_tiles`.
+        whole receptive field. Set on the axes they cut by :func:`plan_auto_tiles` and
+        :func:`plan_tiles`; 0 on uncut axes.
     """
 
     volume_shape: Shape3
@@ -74,12 +74,50 @@ def per_axis(value: int | tuple[int, ...] | list[int], name: str, spatial: int) 
     return (vals[0], vals[1], vals[2])
 
 
-def _starts(length: int, tile: int, step: int) -> tuple[int, ...]:
-    """Start positions of tiles of size ``tile`` covering ``[0, max(length, tile))``."""
-    if length <= tile:
-        return (0,)
-    n = math.ceil((length - tile) / step) + 1
-    return tuple(sorted({min(i * step, length - tile) for i in range(n)}))
+def model_halo(divisor: int, receptive_field: int) -> int:
+    """Voxels at each inner face of a tile whose prediction is not trusted: half the
+    receptive field, rounded up to a multiple of ``divisor`` (0 for a per-voxel axis)."""
+    return divisor * math.ceil(math.ceil(receptive_field / 2) / divisor) if receptive_field > 1 else 0
+
+
+def _explicit_axis(
+    length: int, want: int, div: int, halo: int, overlap: float, axis: int, notes: list[str]
+) -> tuple[int, tuple[int, ...], int]:
+    """``(tile, starts, halo)`` along one axis for a requested tile of ``want`` voxels.
+
+    The tile is rounded up to ``div`` and raised to the least a cut axis needs, ``2 halo +
+    2 gap`` with ``gap = max(halo, div)`` (``div`` without a halo); the overlap (``overlap x tile`` voxels) is raised
+    to ``2 halo`` and capped at ``tile - 2 gap``. ``n`` tiles start at multiples of ``div``
+    spread evenly over the axis padded to ``div``: neighbours are then at least ``gap`` and
+    at most ``tile - 2 halo`` apart, so the trusted cores tile the axis and the volume's
+    first and last ``halo`` voxels lie in one tile only. What differs from the request is
+    appended to ``notes``.
+    """
+    padded = div * math.ceil(length / div)
+    tile = min(div * math.ceil(want / div), padded)
+    if tile >= padded:
+        return padded, (0,), 0
+    gap = max(halo, div)
+    least = 2 * halo + 2 * gap if halo > 0 else div
+    if tile < least:
+        tile = min(least, padded)
+        notes.append(f"axis {axis}: tile {want} is smaller than this model needs; using {tile}")
+        if tile >= padded:
+            return padded, (0,), 0
+    wanted = int(round(overlap * tile))
+    most = tile - 2 * gap
+    if wanted > most and halo > 0:
+        notes.append(f"axis {axis}: overlap {wanted} leaves too little of a tile of {tile}; "
+                     f"using {most}")
+    used = min(max(wanted, 2 * halo), most) if halo > 0 else min(wanted, tile - div)
+    step = div * ((tile - used) // div)
+    if halo > 0 and padded - tile < gap:  # a second tile would start inside the first one's halo
+        notes.append(f"axis {axis}: tile {tile} leaves {padded - tile} voxel(s); using one tile of {padded}")
+        return padded, (0,), 0
+    n = math.ceil((padded - tile) / step) + 1
+    span = (padded - tile) // div
+    starts = tuple(sorted({div * round(i * span / (n - 1)) for i in range(n)}))
+    return tile, starts, halo
 
 
 def plan_tiles(
@@ -90,7 +128,13 @@ def plan_tiles(
     receptive_field: Shape3,
     overlap: float = 0.25,
 ) -> TileGrid:
-    """Choose the tile grid for a volume.
+    """The tile grid for a requested tile shape (``--tile``), equal to whole-volume
+    prediction to float rounding.
+
+    Each cut axis carries the halo of :func:`model_halo` at its inner faces (outweighed by
+    a neighbour's trusted core, see :func:`halo_weights`), as in :func:`plan_auto_tiles`.
+    A tile smaller than the model needs, or an overlap that leaves too little of the tile,
+    is changed, and what is used instead is logged (one INFO line).
 
     Parameters
     ----------
@@ -98,15 +142,16 @@ def plan_tiles(
         (z, y, x) of the volume, in voxels.
     tile_shape : tuple of int or None
         Requested (z, y, x) tile in voxels; None for one tile holding the whole volume.
-        Each axis is clipped to the volume and rounded up to a multiple of ``divisor``.
+        Each axis is clipped to the volume, rounded up to a multiple of ``divisor`` and
+        raised to ``2 h + 2 max(h, divisor)``, ``h`` the halo.
     divisor : tuple of int
         Every tile axis must be a multiple of this (2**depth for a U-Net; 1 along z for a
         2D model).
     receptive_field : tuple of int
         The model's receptive field along (z, y, x), in voxels.
     overlap : float
-        Fraction of the tile shared with each neighbour, in [0, 1). Raised, per axis, to
-        cover half the receptive field (capped at half the tile, with a warning).
+        Fraction of the tile shared with each neighbour, in [0, 1); raised per axis to twice
+        the halo, capped at the tile less twice ``max(h, divisor)``.
 
     Returns
     -------
@@ -115,37 +160,29 @@ def plan_tiles(
     if not 0.0 <= overlap < 1.0:
         raise InvalidDataError(f"overlap must be in [0, 1), got {overlap}")
     requested = volume_shape if tile_shape is None else tile_shape
-    tiles, overlaps, starts, capped = [], [], [], []
-    for axis, (length, want, div, rf) in enumerate(
-        zip(volume_shape, requested, divisor, receptive_field)
-    ):
-        if want < 1:
-            raise InvalidDataError(f"tile_shape must be positive, got {tuple(requested)}")
-        tile = div * math.ceil(min(want, length) / div)
-        if tile >= length:
-            n_over = 0
-        else:
-            need = math.ceil(rf / 2) if div > 1 or rf > 1 else 0
-            n_over = max(int(round(overlap * tile)), need)
-            if n_over > tile // 2:
-                capped.append(f"axis {axis}: tile {tile} < receptive field {rf}")
-                n_over = tile // 2
-        tiles.append(tile)
-        overlaps.append(n_over)
-        starts.append(_starts(length, tile, max(tile - n_over, 1)))
-    if capped:
-        log.warning("tiles too small for the model's receptive field (%s); overlap capped at half "
-                    "the tile: use larger tiles for seamless output", "; ".join(capped))
+    if min(requested) < 1:
+        raise InvalidDataError(f"tile_shape must be positive, got {tuple(requested)}")
+    notes: list[str] = []
+    axes = [
+        _explicit_axis(length, int(want), div, model_halo(div, rf), overlap, axis, notes)
+        for axis, (length, want, div, rf) in enumerate(
+            zip(volume_shape, requested, divisor, receptive_field)
+        )
+    ]
+    if notes:
+        log.info("tiling: %s", "; ".join(notes))
     return TileGrid(
         volume_shape=tuple(volume_shape),  # type: ignore[arg-type]
-        tile_shape=tuple(tiles),  # type: ignore[arg-type]
-        overlap=tuple(overlaps),  # type: ignore[arg-type]
-        starts=tuple(starts),  # type: ignore[arg-type]
+        tile_shape=tuple(a[0] for a in axes),  # type: ignore[arg-type]
+        overlap=tuple(min((a[0] - (e - s) for s, e in zip(a[1], a[1][1:])), default=0)
+                      for a in axes),  # type: ignore[arg-type]
+        starts=tuple(a[1] for a in axes),  # type: ignore[arg-type]
+        halo=tuple(a[2] for a in axes),  # type: ignore[arg-type]
     )
 
 
 #: Blending weight of a tile's halo voxels (see :attr:`TileGrid.halo`), relative to 1.
-HALO_WEIGHT = 1e-6
+HALO_WEIGHT = 1e-9
 
 
 def gaussian_weights(grid: TileGrid) -> np.ndarray:
@@ -381,7 +418,7 @@ def plan_auto_tiles(
             axes.append([(1, tuple(range(length)))])
             halos.append(0)
             continue
-        halo = div * math.ceil(math.ceil(rf / 2) / div) if rf > 1 else 0
+        halo = model_halo(div, rf)
         halos.append(halo)
         axes.append(_axis_candidates(length, div, halo))
 
