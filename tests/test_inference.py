@@ -298,11 +298,12 @@ def _rss_mb() -> float:
 
 
 def _fill(path, release: bool) -> float:
-    """Write 16 MiB slice by slice into a new .npy memmap; return the RSS growth in MiB."""
+    """Write 16 MiB slice by slice into a new .npy memmap (through a view of it, as a caller's
+    ``out[...]`` may be); return the RSS growth in MiB."""
     from resprunet.inference.output import release_pages
 
     before = _rss_mb()
-    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(64, 256, 256))
+    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(65, 256, 256))[1:]
     for z in range(64):
         big[z] = z
         if release:
@@ -318,8 +319,9 @@ def test_memmap_pages_are_released_without_losing_data(tmp_path):
 
     kept = _fill(tmp_path / "kept.npy", release=False)
     released = _fill(tmp_path / "released.npy", release=True)
-    assert kept > 12 and released < 3, (kept, released)
-    assert np.array_equal(np.load(tmp_path / "released.npy")[:, 7, 9], np.arange(64, dtype=np.float32))
+    # ratios of the 16 MiB written, not machine-dependent MiB
+    assert kept > 0.75 * 16 and released < 0.2 * kept, (kept, released)
+    assert np.array_equal(np.load(tmp_path / "released.npy")[1:, 7, 9], np.arange(64, dtype=np.float32))
     cow = np.load(tmp_path / "released.npy", mmap_mode="c")
     cow[0] = -1.0
     release_pages(cow, 0, 1)  # copy-on-write changes live only in memory: kept

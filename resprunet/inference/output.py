@@ -53,6 +53,17 @@ class SlabAccumulator:
         self.z_lo = z_end
 
 
+def _mapping_of(array: Any) -> mmap.mmap | None:
+    """The ``mmap.mmap`` an ``np.memmap`` (or a view of one) lies in, found through the public
+    ``ndarray.base`` chain; None for anything else."""
+    if not isinstance(array, np.memmap):
+        return None
+    base = array.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, mmap.mmap) else None
+
+
 def release_pages(array: Any, start: int, stop: int) -> None:
     """Drop rows ``start:stop`` (axis 0) of a memory-mapped array from resident memory.
 
@@ -61,7 +72,7 @@ def release_pages(array: Any, start: int, stop: int) -> None:
     C-contiguous ``np.memmap``, and for a writeable copy-on-write one (``mode="c"``), whose
     changes live only in memory.
     """
-    mm = getattr(array, "_mmap", None)
+    mm = _mapping_of(array)
     if mm is None or not array.flags.c_contiguous or stop <= start or not hasattr(mm, "madvise"):
         return
     if array.flags.writeable and getattr(array, "mode", None) == "c":

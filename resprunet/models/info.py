@@ -81,27 +81,36 @@ def describe(model: keras.Model) -> ModelInfo:
 def _graph_geometry(model: keras.Model) -> tuple[int, int]:
     """Return ``(divisor, receptive_field)`` along the first spatial axis of ``model``.
 
-    Walks the functional graph from the outputs back to the inputs. Each tensor carries
+    Follows the functional graph through public attributes only: ``model.layers`` (in
+    topological order) and each layer's ``input`` and ``output`` tensors. Each tensor carries
     ``(rf, jump)``: the receptive field in input voxels and the input-voxel distance between
     neighbouring voxels of the tensor. The divisor is the largest ``jump`` met on the way.
+
+    Raises
+    ------
+    ValueError
+        A layer is called more than once (shared layers have no single ``output``).
     """
-    memo: dict[int, tuple[float, float]] = {}
+    geometry: dict[int, tuple[float, float]] = {id(t): (1.0, 1.0) for t in model.inputs}
     jumps: list[float] = [1.0]
-
-    def geometry(tensor) -> tuple[float, float]:
-        key = id(tensor)
-        if key not in memo:
-            history = tensor._keras_history
-            layer = history.operation
-            node = layer._inbound_nodes[history.node_index]
-            parents = [geometry(parent) for parent in node.input_tensors]
-            rf = max((p[0] for p in parents), default=1.0)
-            jump = max((p[1] for p in parents), default=1.0)
-            memo[key] = _layer_step(layer, rf, jump)
-            jumps.append(memo[key][1])
-        return memo[key]
-
-    rf = max(geometry(tensor)[0] for tensor in model.outputs)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            parents = [geometry.get(id(t), (1.0, 1.0)) for t in keras.tree.flatten(layer.input)]
+            output = layer.output
+        except (AttributeError, ValueError) as exc:
+            raise ValueError(
+                f"layer {layer.name!r} of model {model.name!r} is called more than once; "
+                "describe() needs every layer called once"
+            ) from exc
+        rf = max((p[0] for p in parents), default=1.0)
+        jump = max((p[1] for p in parents), default=1.0)
+        step = _layer_step(layer, rf, jump)
+        for tensor in keras.tree.flatten(output):
+            geometry[id(tensor)] = step
+        jumps.append(step[1])
+    rf = max(geometry[id(tensor)][0] for tensor in model.outputs)
     return int(round(max(jumps))), int(math.ceil(rf))
 
 
