@@ -32,6 +32,7 @@ from .volume import Volume  # noqa: E402
 _LAZY = {
     "read_volume": "io",
     "write_volume": "io",
+    "check_output": "io",
     "read_png_subjects": "io",
     "read_npz_case": "io",
     "Normalizer": "normalize",

@@ -7,11 +7,14 @@ are zeros and marked invalid.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from .errors import PatchSizeError
+
+log = logging.getLogger(__name__)
 
 #: Normalised intensity above which a voxel counts as foreground (5 % of the range [0, 1]).
 FOREGROUND_THRESHOLD = 0.05
@@ -22,7 +25,8 @@ PAD_MODES = ("reflect", "constant")
 def pad_to_shape(
     array: np.ndarray, min_shape: tuple[int, ...], pad: str | None = "reflect", name: str = "volume"
 ) -> np.ndarray:
-    """Pad the leading axes of ``array`` up to ``min_shape`` (centred), or refuse.
+    """Pad the leading axes of ``array`` up to ``min_shape`` (centred, said in an INFO log
+    line), or refuse.
 
     Parameters
     ----------
@@ -53,7 +57,11 @@ def pad_to_shape(
     if pad not in PAD_MODES:
         raise ValueError(f"pad must be one of {PAD_MODES} or None, got {pad!r}")
     widths = [(s // 2, s - s // 2) for s in short] + [(0, 0)] * (array.ndim - len(short))
-    return np.pad(array, widths, mode=pad)
+    padded = np.pad(array, widths, mode=pad)
+    log.info("%s: shape %s is smaller than the patch %s; %s-padded to %s", name,
+             tuple(array.shape[: len(min_shape)]), tuple(min_shape), pad,
+             tuple(padded.shape[: len(min_shape)]))
+    return padded
 
 
 def random_corner(rng: np.random.Generator, shape: tuple[int, ...], crop: tuple[int, ...]) -> tuple[int, ...]:

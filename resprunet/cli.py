@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", type=Path, metavar="IN", help="input file or DICOM/PNG folder")
     d.add_argument("output", type=Path, metavar="OUT",
                    help="output file (format from the suffix) or folder (no suffix)")
+    d.add_argument("--series", metavar="UID",
+                   help="SeriesInstanceUID to denoise when the DICOM folder IN holds several series")
+    d.add_argument("--key", metavar="NAME",
+                   help="array (NPZ) or dataset path (HDF5) to denoise when IN holds several")
     d.add_argument("--model", required=True, metavar="NAME|PATH",
                    help="zoo model name (see 'resprunet zoo list') or a .keras file / run folder")
     d.add_argument("--prior", default="auto", metavar="auto|none|FILE",
@@ -243,7 +247,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     check_writable(args.output, args.force)
     model, card = _resolve_model(args.model)
     _check_sigma(args.sigma, card)
-    volume = dp.read_volume(args.input)
+    volume = dp.read_volume(args.input, key=args.key, series=args.series)
+    dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
     prior: str | np.ndarray = args.prior
     if args.prior not in ("auto", "none"):
         prior = dp.read_volume(args.prior).array
@@ -296,6 +301,11 @@ def _cmd_assess(args: argparse.Namespace) -> int:
 
     if not args.method and not args.model:
         raise CliError("give at least one --method or --model to assess")
+    from .variational.bm3d import require_bm  # optional packages first, before TensorFlow loads
+
+    for name in args.method:
+        if name in ("bm3d", "bm4d"):
+            require_bm(name)
     check_writable(args.out, args.force)
     loaded = [_resolve_model(spec) for spec in args.model]
     # metrics in the first model's normalised units (or percentile 1-99.8 of the clean file)
@@ -340,16 +350,25 @@ def _cmd_zoo_show(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where the expected error classes are defined: (module, class name).
+_EXPECTED_ERRORS = (
+    ("data_pipelines.errors", "DataPipelineError"),
+    ("resprunet.zoo", "ZooError"),
+    ("resprunet.assess.api", "AssessError"),
+    ("resprunet.training.config", "ConfigError"),
+    ("resprunet.variational.bm3d", "BMPackageMissingError"),
+)
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from data_pipelines.errors import DataPipelineError
-
-    from .assess import AssessError
-    from .training import ConfigError
-    from .variational import BMPackageMissingError
-    from .zoo import ZooError
-
-    return (CliError, DataPipelineError, ZooError, AssessError, ConfigError, BMPackageMissingError,
-            OSError, MemoryError)
+    """The errors printed as one line: those of the modules this run has imported (an error
+    cannot come from a module that was never loaded, and importing one here, after the fact,
+    could load TensorFlow just to print a message)."""
+    classes: list[type[BaseException]] = [CliError, OSError, MemoryError]
+    for module, name in _EXPECTED_ERRORS:
+        if module in sys.modules:
+            classes.append(getattr(sys.modules[module], name))
+    return tuple(classes)
 
 
 @contextmanager

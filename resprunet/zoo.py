@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,19 +89,28 @@ def load_path(model_path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     Raises
     ------
     ZooError
-        The file does not exist or is not a loadable Keras model.
+        The file does not exist, is not a ``.keras`` archive, does not load, or is not a
+        denoising model (no image input named ``"noisy"``).
     """
     import keras
+
+    from .models import describe
 
     model_path = Path(model_path)
     if model_path.is_dir():
         model_path = model_path / MODEL_FILE
     if not model_path.is_file():
         raise ZooError(f"{model_path}: no such model file (expected a .keras file or a zoo model name)")
+    if not zipfile.is_zipfile(model_path):
+        raise ZooError(f"{model_path}: not a Keras .keras file (a .keras model is a zip archive)")
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loading failure becomes one clear error
         raise ZooError(f"{model_path}: not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+    try:
+        describe(model)
+    except ValueError as exc:
+        raise ZooError(f"{model_path}: not a denoising model of this package: {exc}") from exc
     card_path = model_path.parent / CARD_FILE
     return model, (_read_card(card_path) if card_path.is_file() else None)
 

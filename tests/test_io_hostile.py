@@ -197,3 +197,152 @@ def test_bad_model_settings_are_one_line_config_errors(tmp_path, capsys, overrid
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def _read_only_folder(tmp_path):
+    """A folder this process cannot create files in (root ignores permissions: use /sys)."""
+    import os
+    from pathlib import Path
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    probe = Path("/sys") / "resprunet-probe"  # sysfs refuses new files, even to root
+    try:
+        probe.touch()
+    except OSError:
+        return probe.parent
+    probe.unlink()
+    pytest.skip("no folder on this machine refuses writes to this process")
+
+
+@pytest.fixture
+def denoise_case(tmp_path, monkeypatch):
+    """A 3D input, a small model with its card, and a denoiser that must never be reached."""
+    import keras
+    import yaml
+
+    import resprunet.inference
+    from resprunet import models
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    models.build("unet", ndim=3, filters=2, depth=1).save(folder / "model.keras")
+    (folder / "card.yaml").write_text(yaml.safe_dump(
+        {"name": "tiny", "normalization": dp.Normalizer.percentile(1, 99.8).to_dict()}))
+    volume = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 8)).astype(np.float32),
+                             np.eye(4)), volume)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the denoiser ran before the error was found")
+
+    monkeypatch.setattr(resprunet.inference, "denoise_array", never)
+    keras.utils.set_random_seed(0)
+    return tmp_path, volume, folder
+
+
+def _bad_model(tmp_path, case):
+    import keras
+
+    if case == "not_a_zip":
+        path = tmp_path / "notzip.keras"
+        path.write_text("hello")
+        return path
+    folder = tmp_path / case
+    folder.mkdir()
+    name = "image" if case == "input_not_noisy" else "noisy"
+    x = keras.Input((None, None, None, 1), name=name)
+    keras.Model(x, keras.layers.Conv3D(1, 3, padding="same")(x)).save(folder / "model.keras")
+    config = {"run_config_bogus_normalisation": "data:\n  normalize: {method: zscore}\n",
+              "run_config_python_tag": "data: !!python/object/apply:os.system ['echo pwned']\n",
+              "input_not_noisy": "data: {}\n"}[case]
+    (folder / "config.yaml").write_text(config)
+    return folder / "model.keras"
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("not_a_zip", "notzip.keras: not a Keras .keras file (a .keras model is a zip archive)"),
+    ("input_not_noisy", "has inputs ['image']; expected one named 'noisy'"),
+    ("run_config_bogus_normalisation", "data.normalize.method='zscore' is not one of"),
+    ("run_config_python_tag", "config.yaml: not safe YAML"),
+])
+def test_bad_model_files_are_one_line_errors(denoise_case, capsys, case, message):
+    from resprunet import cli
+
+    tmp_path, volume, _ = denoise_case
+    model = _bad_model(tmp_path, case)
+    out = tmp_path / "out.nii.gz"
+    assert cli.main(["-q", "denoise", str(volume), str(out), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "pwned" not in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("hdf5_strings", "[img]: dtype |S3 is not a real number type"),
+    ("read_only_output", "cannot write in folder"),
+    ("nifti_to_dicom", "DICOM is written only from a DICOM input"),
+])
+def test_bad_inputs_and_outputs_fail_before_the_computation(denoise_case, capsys, case, message):
+    from resprunet import cli
+
+    tmp_path, volume, model = denoise_case
+    out = tmp_path / "out.nii.gz"
+    if case == "hdf5_strings":
+        volume = tmp_path / "strings.h5"
+        with h5py.File(volume, "w") as f:
+            f["img"] = np.array([b"abc", b"def"] * 8, dtype="S3").reshape(2, 2, 4)
+    elif case == "read_only_output":
+        out = _read_only_folder(tmp_path) / "out.nii.gz"
+    else:
+        out = tmp_path / "out.dcm"
+    assert cli.main(["-q", "denoise", str(volume), str(out), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert str(out) in err or case == "hdf5_strings"  # the output is named, not a temporary
+    assert ".tmp-" not in err and not out.exists()
+
+
+def test_series_picks_one_of_several_dicom_series(tmp_path, capsys):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from resprunet import cli
+
+    folder = tmp_path / "two_series"
+    source = dp.read_volume(get_testdata_file("CT_small.dcm"))
+    for offset, name in ((0.0, "a"), (100.0, "b")):
+        dp.write_volume(source.array + offset, tmp_path / name, like=source)
+        for f in (tmp_path / name).iterdir():
+            folder.mkdir(exist_ok=True)
+            shutil.copy(f, folder / f"{name}_{f.name}")
+    uids = sorted({dp.read_volume(tmp_path / n).meta["series_uid"] for n in "ab"})
+    out = tmp_path / "out.npy"
+    argv = ["-q", "denoise", str(folder), str(out), "--model", "unet2d_ct"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 DICOM series" in err and "--series UID" in err
+    assert cli.main([*argv, "--series", uids[1]]) == 0
+    picked = dp.read_volume(folder, series=uids[1]).array
+    assert np.load(out).shape == picked.shape
+
+
+def test_a_missing_bm_package_is_said_before_tensorflow_loads(tmp_path):
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "c.npy", np.zeros((4, 16, 16), np.float32))
+    script = (
+        "import sys; sys.modules['bm4d'] = None\n"  # as if bm4d were not installed
+        "from resprunet import cli\n"
+        f"code = cli.main(['-q', 'assess', '--clean', r'{tmp_path / 'c.npy'}', '--noisy', "
+        f"r'{tmp_path / 'c.npy'}', '--method', 'bm4d', '--out', r'{tmp_path / 'report'}'])\n"
+        "print(code, 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert 'pip install -e ".[bm]"' in done.stderr and "Traceback" not in done.stderr

@@ -40,6 +40,7 @@ __all__ = [
     "SUFFIXES",
     "VolumeNotFoundError",
     "atomic_path",
+    "check_output",
     "check_writable",
     "detect_format",
     "read_npz_case",
@@ -179,6 +180,44 @@ def _default_dtype(array: np.ndarray, meta: dict[str, Any]) -> str:
     if "dtype" in meta:
         return str(meta["dtype"])
     return "float32" if array.dtype == np.float64 else array.dtype.name
+
+
+def check_output(path: str | os.PathLike, *, like: Volume | None = None, force: bool = False) -> Path:
+    """Check, before a long computation, that :func:`write_volume` can write ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output that will be written.
+    like : Volume or None
+        The volume whose metadata the output will carry (the input of a denoising run).
+    force : bool
+        An existing output may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is False.
+    UnsupportedFormatError
+        Unknown suffix.
+    VolumeWriteError
+        The folder is missing or not writable, or DICOM is asked for without a DICOM source.
+    """
+    path = check_writable(path, force)
+    meta = like.meta if like is not None else {}
+    fmt, _ = _output_format(path, meta)
+    if fmt == "dicom" and meta.get("format") != "dicom":
+        source = meta.get("format") or "an array without DICOM tags"
+        raise VolumeWriteError(
+            f"{path}: DICOM is written only from a DICOM input (the new series takes its tags); "
+            f"the input is {source}: write .nii.gz, .tif, .npy, .npz or .h5 instead"
+        )
+    return path
 
 
 def write_volume(

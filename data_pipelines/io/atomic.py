@@ -40,13 +40,22 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     OutputExistsError
         ``path`` exists and ``force`` is False.
     VolumeWriteError
-        The parent folder does not exist.
+        The parent folder does not exist or cannot be written in (a file is created there
+        and removed again to find out).
     """
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: output exists; use --force to replace it (force=True in Python)")
     if not path.parent.is_dir():
         raise VolumeWriteError(f"{path}: parent folder {path.parent} does not exist")
+    probe = path.parent / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-probe"
+    try:  # permissions, read-only mounts, quotas: try what the writer will do
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise VolumeWriteError(
+            f"{path}: cannot write in folder {path.parent} ({exc.strerror or exc})"
+        ) from exc
     return path
 
 

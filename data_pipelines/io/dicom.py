@@ -185,7 +185,7 @@ def _group_series(files: list[Path], folder: Path, series: str | None) -> list[t
     if len(by_uid) > 1:
         listing = "; ".join(f"{uid} ({len(items)} files)" for uid, items in sorted(by_uid.items()))
         raise VolumeReadError(
-            f"{folder}: holds {len(by_uid)} DICOM series: {listing}; pass series=<SeriesInstanceUID>"
+            f"{folder}: holds {len(by_uid)} DICOM series: {listing}; choose one with --series UID (series=UID in Python)"
         )
     return next(iter(by_uid.values()))
 

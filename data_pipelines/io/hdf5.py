@@ -99,7 +99,7 @@ def read_hdf5(path: Path, key: str | None = None) -> Volume:
             if key is None:
                 if len(names) != 1:
                     raise VolumeReadError(
-                        f"{path}: holds datasets {names}; pass key= to choose one" if names
+                        f"{path}: holds datasets {names}; choose one with --key NAME (key=NAME in Python)" if names
                         else f"{path}: holds no dataset (expected an image dataset)"
                     )
                 key = names[0]

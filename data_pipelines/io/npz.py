@@ -74,7 +74,7 @@ def read_npz(path: Path, key: str | None = None) -> Volume:
         elif RESPRUNET_KEYS["clean"] in names:
             key = RESPRUNET_KEYS["clean"]
         else:
-            raise VolumeReadError(f"{path}: holds arrays {names}; pass key= to choose one")
+            raise VolumeReadError(f"{path}: holds arrays {names}; choose one with --key NAME (key=NAME in Python)")
     if key not in names:
         raise VolumeReadError(f"{path}: no array {key!r}; the file holds {names}")
     return _volume(arrays, key, path)

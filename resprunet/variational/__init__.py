@@ -13,6 +13,7 @@ from .bm3d import (
     bm3d_denoise,
     bm4d_denoise,
     bm_available,
+    require_bm,
 )
 from .classical import nl_means_denoise, tv_chambolle_denoise, wavelet_denoise
 from .spade import spade_denoise
@@ -29,6 +30,7 @@ __all__ = [
     "bm3d_denoise",
     "bm4d_denoise",
     "bm_available",
+    "require_bm",
     "calibrate_j_invariance",
     "estimate_noise_sigma",
     "generalized_anscombe",

@@ -29,8 +29,10 @@ class DenoiserFailedError(RuntimeError):
     """A denoiser returned without an error but its output is unusable."""
 
 
-def _import_package(name: str) -> ModuleType:
-    """Import the optional package ``name`` or raise :class:`BMPackageMissingError`."""
+def require_bm(name: str) -> ModuleType:
+    """Import the optional package ``name`` ("bm3d" or "bm4d") or raise
+    :class:`BMPackageMissingError` with the install command (cheap: call it before loading
+    anything heavy)."""
     try:
         return importlib.import_module(name)
     except ImportError as err:
@@ -43,7 +45,7 @@ def _import_package(name: str) -> ModuleType:
 def bm_available(name: str) -> bool:
     """Whether the optional package ``name`` ("bm3d" or "bm4d") can be imported."""
     try:
-        _import_package(name)
+        require_bm(name)
     except BMPackageMissingError:
         return False
     return True
@@ -134,7 +136,7 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: floa
     ValueError
         Bad ``sigma`` or ``photons`` (e.g. photons <= 0, or photons without sigma).
     """
-    package = _import_package("bm3d")
+    package = require_bm("bm3d")
     f = as_float_image(noisy, "noisy")
 
     def denoise(g: np.ndarray, s: float) -> np.ndarray:
@@ -179,7 +181,7 @@ def bm4d_denoise(noisy: np.ndarray, sigma: float | None = None, *, photons: floa
     ValueError
         Bad ``sigma`` or ``photons``.
     """
-    package = _import_package("bm4d")
+    package = require_bm("bm4d")
     f = as_float_image(noisy, "noisy", ndims=(3,))
 
     def denoise(g: np.ndarray, s: float) -> np.ndarray:
