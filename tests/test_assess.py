@@ -146,18 +146,23 @@ def test_case_from_files_reads_and_normalises(tmp_path):
 
 def test_keras_models_fit_behind_method():
     keras = pytest.importorskip("keras")
+    from model_helpers import random_head
     from resprunet import models
     from resprunet.inference import predict_volume
 
     keras.utils.set_random_seed(0)
-    unet = models.build("unet", ndim=2, filters=4, depth=1)
-    respr = models.build("respr_unet", ndim=2, filters=4, depth=1)
+    # random heads: untrained, these models would return their input or prior, and a slice
+    # order or slicing bug would go unseen
+    unet = random_head(models.build("unet", ndim=2, filters=4, depth=1), scale=0.3)
+    respr = random_head(models.build("respr_unet", ndim=2, filters=4, depth=1), scale=0.3)
     case = _cases()[1]
     plain, with_prior = Method.from_model(unet, name="unet2d"), Method.from_model(respr)
     assert not plain.needs_prior and with_prior.needs_prior and with_prior.name == respr.name
     noisy = case.noisy.astype(np.float32)
     slice_wise = np.stack([predict_volume(unet, s, progress=False) for s in noisy])
     np.testing.assert_allclose(plain(case.noisy), slice_wise, atol=1e-5)
+    assert np.abs(slice_wise - noisy).mean() > 0.02  # not the identity
+    assert np.abs(slice_wise[::-1] - slice_wise).mean() > 0.02  # reversed slices would differ
     rep = assess([plain, with_prior], [case], metrics=("psnr",), progress=False)
     np.testing.assert_allclose(rep.outputs["vol"][respr.name],
                                predict_volume(respr, noisy, prior=case.prior.astype(np.float32), progress=False),

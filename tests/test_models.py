@@ -101,6 +101,28 @@ def test_irunet_f16_on_96x96x3():
     assert np.all((out >= 0) & (out <= 1))  # sigmoid output
 
 
+def test_irunet_adds_encoder_levels_2_and_1_to_the_decoder():
+    """The skip topology, not just the parameter count: exactly two long skips, each adding an
+    encoder level's output to the decoder at that level's resolution (1/4, then 1/2)."""
+    model = models.build("irunet", ndim=2, filters=4)
+    order = {id(layer.output): i for i, layer in enumerate(model.layers)}
+    long_skips = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.Add):
+            sources = sorted(order[id(t)] for t in layer.input)
+            if i - sources[0] > 20:  # an encoder tensor made long before: a U-Net skip
+                long_skips.append((layer, model.layers[sources[0]]))
+    assert len(long_skips) == 2
+    probe = keras.Model(model.inputs, [t for add, enc in long_skips for t in (add.output, enc.output)])
+    shapes = [tuple(spec.shape[1:3]) for spec in probe.compute_output_spec(
+        keras.KerasTensor((1, 64, 64, 1)))]
+    assert shapes == [(16, 16), (16, 16), (32, 32), (32, 32)]  # level 2 (1/4), then level 1 (1/2)
+    encoder_adds = [layer for layer in model.layers[: len(model.layers) // 2]
+                    if isinstance(layer, keras.layers.Add)]
+    # each encoder level ends in an inception Add (after the reduction's Add): levels 1 and 2
+    assert [enc for _, enc in long_skips] == [encoder_adds[3], encoder_adds[1]]
+
+
 def test_seed_convnet_layers_match_the_original():
     model = models.build("convnet", preset="seed")
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -216,9 +238,28 @@ def test_respr_unet_output_depends_on_noisy_input():
 # --- saving and mixed precision -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "ndim"), ALL_MODELS)
-def test_output_shape_and_keras_file_round_trip(name, ndim, tmp_path):
-    model = models.build(name, ndim=ndim, channels=2, **SMALL[name])
+def _randomise(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Random values for every weight, batch-norm moving statistics included (variances > 0)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for weight in layer.weights:
+            values = rng.normal(0.0, 0.3, weight.shape)
+            if "variance" in weight.path:
+                values = rng.uniform(0.5, 2.0, weight.shape)
+            weight.assign(values.astype(weight.dtype))
+    return model
+
+
+WITH_BATCH_NORM = ("resnet", "unet", "respr_unet")  # the builders with a batch_norm option
+
+
+@pytest.mark.parametrize(("name", "ndim", "batch_norm"), [
+    *((name, ndim, False) for name, ndim in ALL_MODELS),
+    *((name, ndim, True) for name, ndim in ALL_MODELS if name in WITH_BATCH_NORM),
+])
+def test_output_shape_and_keras_file_round_trip(name, ndim, batch_norm, tmp_path):
+    options = {**SMALL[name], **({"batch_norm": True} if batch_norm else {})}
+    model = _randomise(models.build(name, ndim=ndim, channels=2, **options))
     x = _inputs(model, ndim, channels=2)
     out = model(x)
     assert tuple(out.shape) == (2,) + SPATIAL[ndim] + (2,)
@@ -229,6 +270,13 @@ def test_output_shape_and_keras_file_round_trip(name, ndim, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(out))
     assert models.describe(loaded) == models.describe(model)
     assert loaded.count_params() == model.count_params()
+    # the test can fail: a freshly built model (any weight or moving statistic lost) differs
+    fresh = models.build(name, ndim=ndim, channels=2, **options)
+    assert np.abs(np.asarray(fresh(x)) - np.asarray(out)).max() > 1e-2
+    if batch_norm:
+        stats = [w for w in loaded.weights if "moving" in w.path]
+        assert stats and all(np.abs(np.asarray(w) - (0.0 if "mean" in w.path else 1.0)).max() > 0.1
+                             for w in stats)
 
 
 @pytest.mark.parametrize(("name", "ndim"), ALL_MODELS)

@@ -49,7 +49,7 @@ def test_respr_unet_3d_run_writes_everything(tmp_path, capsys, monkeypatch):
         [
             "model.filters=4", "model.depth=1",
             "data.patch_shape=[12, 24, 24]", "data.val_patch_shape=[12, 24, 24]",
-            "data.batch_size=2", "data.patches_per_epoch=16", "data.val_patches=4",
+            "data.batch_size=2", "data.patches_per_epoch=64", "data.val_patches=4",
             "epochs=2", "optimizer.learning_rate=3e-3",
             "callbacks.histogram_freq=1", "callbacks.profile_batch=[2, 3]",
             f"run.root={tmp_path}",
@@ -62,7 +62,12 @@ def test_respr_unet_3d_run_writes_everything(tmp_path, capsys, monkeypatch):
     # per-epoch log and history: both epochs, finite, validation PSNR above 10 dB
     assert result.history["epoch"] == [0.0, 1.0]
     assert np.all(np.isfinite(result.history["loss"]))
-    assert min(result.history["val_psnr"]) > 10.0
+    # training improved on where the untrained model starts: a zero head returns the prior.
+    # (On t1_head, 2 mm slices, the neighbour prior is far worse than the noisy input: 12 dB
+    # against 20 dB; measured 12.58 after 2 epochs.)
+    baseline = result.final_metrics["val_baseline"]
+    assert baseline["noisy_psnr"] == pytest.approx(20.0, abs=0.3)
+    assert result.history["val_psnr"][-1] > baseline["prior_psnr"] + 0.3, (result.history, baseline)
     assert {"psnr", "ssim", "val_psnr", "val_ssim", "learning_rate"} <= set(result.history)
     assert result.history["learning_rate"][1] < result.history["learning_rate"][0]  # cosine decay
     # TensorBoard: scalars, weight histograms, image panel, profiler trace

@@ -95,6 +95,8 @@ class TrainingData:
     test_volumes : list of Volume
         The test volumes (raw units) for the final whole-volume evaluation; they play no
         part in training, checkpoint choice or early stopping.
+    val_baseline : dict
+        What the model must beat on the validation patches (:func:`validation_baseline`).
     """
 
     train: Any
@@ -102,6 +104,33 @@ class TrainingData:
     steps_per_epoch: int
     panel: tuple[Any, np.ndarray]
     test_volumes: list[dp.Volume]
+    val_baseline: dict[str, float]
+
+
+def validation_baseline(val: Any) -> dict[str, float]:
+    """PSNR (dB, data range 1) of the noisy input, and of the prior when there is one, against
+    the clean target on the validation patches, averaged per patch as the ``val_psnr`` metric
+    is: the scores of a model that returns its input or its prior (as untrained residual
+    models do).
+
+    Parameters
+    ----------
+    val : tf.data.Dataset
+        ``(inputs, clean)`` batches; ``inputs`` an array or ``{"noisy", "prior"}``.
+
+    Returns
+    -------
+    dict
+        ``noisy_psnr`` and, with a prior, ``prior_psnr``.
+    """
+    scores: dict[str, list[float]] = {}
+    for inputs, clean in val:
+        named = dict(inputs) if isinstance(inputs, dict) else {"noisy": inputs}
+        target = np.asarray(clean, np.float64)
+        for name, value in named.items():
+            err = np.mean((np.asarray(value, np.float64) - target) ** 2, axis=tuple(range(1, target.ndim)))
+            scores.setdefault(f"{name}_psnr", []).extend(10 * np.log10(1.0 / np.maximum(err, 1e-12)))
+    return {key: round(float(np.mean(values)), 3) for key, values in scores.items()}
 
 
 @dataclass
@@ -226,4 +255,7 @@ def build_training_data(
         {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
     )
     steps = -(-config.patches_per_epoch // config.batch_size)
-    return TrainingData(train, val, steps, (panel_inputs, clean.numpy()), volumes.test)
+    baseline = validation_baseline(val)
+    log.info("validation baseline (what the model must beat): %s",
+             ", ".join(f"{k.replace('_psnr', '')} {v:.2f} dB" for k, v in baseline.items()))
+    return TrainingData(train, val, steps, (panel_inputs, clean.numpy()), volumes.test, baseline)

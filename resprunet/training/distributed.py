@@ -168,5 +168,5 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
         seconds = time.perf_counter() - start
         save_weights_npz(model, run_dir / "weights.npz")
         if chief:
-            return finish(model, config, run_dir, data.test_volumes, seconds)
+            return finish(model, config, run_dir, data, seconds)
         return TrainResult(run_dir, read_history(run_dir / "metrics.csv"), {"train_seconds": seconds})

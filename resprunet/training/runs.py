@@ -18,6 +18,7 @@ import keras
 from data_pipelines.io.atomic import atomic_path
 
 from .config import TrainConfig, save_config
+from .data import TrainingData
 from .evaluate import evaluate_volume
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def format_evaluation(ev: dict[str, Any]) -> str:
     )
 
 
-def finish(model: keras.Model, config: TrainConfig, run_dir: Path, test_volumes: list,
+def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: TrainingData,
            seconds: float) -> TrainResult:
     """Save ``model.keras``, evaluate the test volumes, print and save the metrics.
 
@@ -134,8 +135,11 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, test_volumes:
     resprunet's custom metrics. It is reloaded that way for the evaluation: that checks the
     file, and the reloaded model lives outside any distribution strategy (a multi-worker
     model would wait for its peers). The test volumes played no part in training,
-    checkpoint choice or early stopping; ``final_metrics.json`` names them (``test_volumes``).
+    checkpoint choice or early stopping; ``final_metrics.json`` names them (``test_volumes``)
+    and keeps the validation baseline (``val_baseline``: the noisy input's and the prior's
+    PSNR on the validation patches, beside the history's ``val_psnr``).
     """
+    test_volumes = data.test_volumes
     keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
     saved = keras.models.load_model(run_dir / "model.keras")
     evaluations = [
@@ -143,7 +147,7 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, test_volumes:
         for vol in test_volumes
     ]
     final = {"test_volumes": [vol.name for vol in test_volumes], "evaluations": evaluations,
-             "train_seconds": round(seconds, 1)}
+             "val_baseline": data.val_baseline, "train_seconds": round(seconds, 1)}
     write_json(final, run_dir / "final_metrics.json")
     print(f"training took {seconds:.0f} s")
     if not test_volumes:

@@ -77,4 +77,4 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
             callbacks=make_callbacks(config, run_dir, panel),
             verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
         )
-        return finish(model, config, run_dir, data.test_volumes, time.perf_counter() - start)
+        return finish(model, config, run_dir, data, time.perf_counter() - start)
