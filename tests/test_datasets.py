@@ -185,10 +185,12 @@ def test_foreground_sampling_prefers_object_and_cannot_hang() -> None:
     assert empty.shape == (16, 8, 16, 16, 1) and empty.max() == 0.0
 
 
-def test_thin_stack_is_padded_or_rejected() -> None:
+def test_thin_stack_is_padded_or_rejected(caplog) -> None:
     thin = _phantom((3, 20, 20))
-    reflect = _batches(make_dataset([thin], patch_shape=(8, 16, 16), batch_size=2, noise=GaussianNoise(0.0),
-                                    augment=False, training=False))[0][1]
+    with caplog.at_level("INFO", logger="data_pipelines.patches"):
+        reflect = _batches(make_dataset([thin], patch_shape=(8, 16, 16), batch_size=2,
+                                        noise=GaussianNoise(0.0), augment=False, training=False))[0][1]
+    assert "(3, 20, 20) is smaller than the patch (8, 16, 16); reflect-padded to (8, 20, 20)" in caplog.text
     assert reflect.shape == (2, 8, 16, 16, 1) and reflect.min() > 0.0
     constant = _batches(make_dataset([thin], patch_shape=(8, 16, 16), pad="constant", batch_size=2,
                                      noise=GaussianNoise(0.0), augment=False, training=False))[0][1]
