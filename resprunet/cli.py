@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", required=True, metavar="NAME|PATH",
                    help="zoo model name (see 'resprunet zoo list') or a .keras file / run folder")
     d.add_argument("--prior", default="auto", metavar="auto|none|FILE",
-                   help="prior for models that need one (ResPr-UNet): 'auto' builds the "
-                   "neighbour-slice prior from IN (default), or a FILE of IN's shape and units")
+                   help="prior for models that need one (ResPr-UNet): 'auto' (default) builds "
+                   "the prior the model was trained with from IN: the neighbour-slice prior, or "
+                   "for a model of frames (time, spectral bins) the mean of IN's frames, each "
+                   "frame denoised; or a FILE of IN's shape and units")
     d.add_argument("--tile", type=_tile, metavar="Z,Y,X",
                    help="tile shape in voxels (Y,X for 2D models); default: the whole volume "
                    "when the model's activations fit 25%% of the available RAM (at most 4 GiB), "
@@ -249,7 +251,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     _check_sigma(args.sigma, card)
     volume = dp.read_volume(args.input, key=args.key, series=args.series)
     dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
-    prior: str | np.ndarray = args.prior
+    prior: str | np.ndarray = zoo.prior_argument(card, args.prior)
     if args.prior not in ("auto", "none"):
         prior = dp.read_volume(args.prior).array
     denoised = denoise_array(

@@ -23,7 +23,7 @@ from typing import Any
 from .safe_yaml import YamlLimitError, load_yaml
 
 __all__ = [
-    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_options", "HeldOut", "heldout_case",
+    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_argument", "prior_options", "HeldOut", "heldout_case",
     "evaluate", "scores",
 ]
 
@@ -220,6 +220,14 @@ def heldout_case(model_card: dict[str, Any]) -> HeldOut:
     if model_card.get("prior"):
         prior = dp.neighbour_slice_prior(noisy, **prior_options(model_card))[crop]
     return HeldOut(clean[crop], noisy[crop], prior, reference, reference.inverse(noisy), crop)
+
+
+def prior_argument(model_card: dict[str, Any], requested: str = "auto") -> str:
+    """The ``prior`` argument of :func:`resprunet.inference.denoise_array` for a card's model
+    when the user asked for ``requested`` ("auto" or "none"): "temporal" for a model trained
+    with the mean of frames (or spectral bins) as its prior, else ``requested``."""
+    kind = (model_card.get("prior") or {}).get("kind")
+    return "temporal" if requested == "auto" and kind == "temporal" else requested
 
 
 def prior_options(model_card: dict[str, Any]) -> dict[str, Any]:

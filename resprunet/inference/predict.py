@@ -329,10 +329,12 @@ def denoise_array(
         extremes (hot or dead pixels) are given to the model as the median of their
         neighbours and restored unchanged in the output; the same fitted map is inverted
         on the output, which is clipped to the input's range [min, max].
-    prior : "auto", "none", None or np.ndarray
+    prior : "auto", "temporal", "none", None or np.ndarray
         For a model that needs a prior: ``"auto"`` builds the neighbour-slice prior from the
-        normalised input (with ``prior_options``); an array (source units, shape of
-        ``array``) is normalised with the same map. Ignored for a model without a prior
+        normalised input (with ``prior_options``); ``"temporal"`` denoises each frame of a
+        (z, y, x, t) ``array`` with the mean of all frames as its prior (time frames, or the
+        bins of a spectral CT: the energy-integrated image), one normaliser fitted on all
+        frames; an array (source units, shape of ``array``) is normalised with the same map. Ignored for a model without a prior
         input (an array given to such a model is an error).
     prior_options : dict, optional
         Keyword arguments of :func:`data_pipelines.neighbour_slice_prior` (size, decay,
@@ -355,6 +357,9 @@ def denoise_array(
     import data_pipelines as dp
 
     info = _model_info(model)
+    if isinstance(prior, str) and prior == "temporal":
+        return _denoise_frames(model, array, normalizer, info.needs_prior, tile_shape=tile_shape,
+                               overlap=overlap, batch_size=batch_size, progress=progress)
     if info.ndim == 3 and array.shape[0] < 2:
         raise InvalidDataError(
             f"the input is a single 2D slice (shape {array.shape}); this 3D model needs a "
@@ -399,3 +404,20 @@ def denoise_array(
         first_channel = (lambda a: a[..., 0]) if array.ndim == 4 else (lambda a: a)
         first_channel(out)[extremes] = np.asarray(first_channel(array))[extremes]
     return out
+
+
+def _denoise_frames(model: Any, array: np.ndarray, normalizer: Any, needs_prior: bool,
+                    **options: Any) -> np.ndarray:
+    """:func:`denoise_array` with ``prior="temporal"``: each frame of a (z, y, x, t) array,
+    beside the mean of all frames (in source units; the normaliser, fitted on all frames, is
+    linear, so this is the mean of the normalised frames the model was trained with)."""
+    if not needs_prior:
+        raise ShapeMismatchError("prior='temporal' was given, but this model takes no prior input")
+    if array.ndim != 4 or array.shape[-1] < 2:
+        raise ShapeMismatchError(
+            f"prior='temporal' needs (z, y, x, t) frames with t >= 2, got shape {array.shape}"
+        )
+    norm = normalizer if normalizer.fitted else normalizer.fit(array)
+    mean = np.mean(array, axis=-1, dtype=np.float32)
+    return np.stack([denoise_array(model, np.asarray(array[..., t]), norm, prior=mean, **options)
+                     for t in range(array.shape[-1])], axis=-1)

@@ -22,7 +22,7 @@ LOSSES = ("mse", "mae", "l1_ssim")
 JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
-PRIORS = (None, "neighbour")
+PRIORS = (None, "neighbour", "temporal")
 
 
 class ConfigError(ValueError):
@@ -54,10 +54,20 @@ class DataConfig:
         (``{"kind": "gaussian", "sigma": 0.1}`` is "10 % noise").
     eval_noise : dict or None
         Noise for the final whole-volume evaluation (None: ``noise``).
-    prior : {None, "neighbour"}
-        Second model input: the neighbour-slice prior computed from the noisy volume.
+    prior : {None, "neighbour", "temporal"}
+        Second model input, computed from the noisy data: ``"neighbour"``, the
+        neighbour-slice prior; ``"temporal"``, the mean over the frames of (z, y, x, t)
+        volumes (time frames, or the energy bins of ``spectral_kev``), the model denoising one
+        frame at a time.
     prior_options : dict
         Keyword arguments of ``data_pipelines.neighbour_slice_prior`` (size, decay, include_self).
+    spectral_kev : list of float or None
+        Mean energies (keV, 40-100) of simulated spectral-CT bins: every volume (a CT in HU)
+        becomes its bins' attenuation images in 1/cm (``data_pipelines.spectral``), (z, y,
+        x, bins). With ``prior: temporal`` the prior is the energy-integrated image; without
+        a prior the training and validation bins are separate volumes, and the test volumes
+        are scored on every bin either way. Use a fixed window normalisation (e.g.
+        ``{method: ct, window: [0.0, 1.0]}``, 1/cm) so that every bin has the same units.
     normalize : dict
         ``{"method": "percentile"|"ct"|"minmax", ...}``; the other keys are the arguments of
         the ``data_pipelines.Normalizer`` constructor of that name.
@@ -84,6 +94,7 @@ class DataConfig:
     eval_noise: dict[str, Any] | None = None
     prior: str | None = None
     prior_options: dict[str, Any] = field(default_factory=dict)
+    spectral_kev: list[float] | None = None
     normalize: dict[str, Any] = field(
         default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
     )

@@ -191,7 +191,30 @@ def split(config: DataConfig, seed: int) -> Split:
         val = load_volumes(config.val)
     else:
         train, val = _hold_out(train, config.val_fraction, "val_fraction", seed)
+    if config.spectral_kev:
+        kev = tuple(float(e) for e in config.spectral_kev)
+        train, val, test = ([spectral(v, kev) for v in vols] for vols in (train, val, test))
+        if config.prior != "temporal":  # a model without the prior learns from single bins
+            train, val = ([b for v in vols for b in frames(v)] for vols in (train, val))
     return Split(train, val, test)
+
+
+def spectral(volume: dp.Volume, bins_kev: tuple[float, ...]) -> dp.Volume:
+    """The simulated spectral-CT bins of a CT in HU (``data_pipelines.spectral``): (z, y, x,
+    bins) attenuation in 1/cm, named after the CT."""
+    from data_pipelines.spectral import spectral_bins
+
+    if volume.array.ndim == 4:
+        raise ConfigError(f"data.spectral_kev: {volume.name} already has frames {volume.shape}; "
+                          "expected a CT in HU, (z, y, x)")
+    meta = {**volume.meta, "spectral_kev": list(bins_kev), "units": "1/cm"}
+    return dp.Volume(spectral_bins(volume.array, bins_kev), volume.spacing, meta, volume.source)
+
+
+def frames(volume: dp.Volume) -> list[dp.Volume]:
+    """The frames (last axis) of a (z, y, x, t) volume as separate (z, y, x) volumes."""
+    return [dp.Volume(volume.array[..., t], volume.spacing, volume.meta, f"{volume.source}#frame{t}")
+            for t in range(volume.array.shape[-1])]
 
 
 def dataset_options(config: DataConfig) -> dict[str, Any]:

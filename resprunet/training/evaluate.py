@@ -14,7 +14,11 @@ from .metrics import psnr, ssim
 
 
 def _scores(clean: np.ndarray, estimate: np.ndarray, ndim: int) -> tuple[float, float]:
-    """PSNR (dB) and SSIM at data range 1.0: 3D SSIM for 3D models, mean per-slice 2D SSIM else."""
+    """PSNR (dB) and SSIM at data range 1.0: 3D SSIM for 3D models, mean per-slice 2D SSIM else;
+    over every frame of a (z, y, x, t) volume (PSNR of all voxels, the mean of the frames' SSIM)."""
+    if clean.ndim == 4:
+        per_frame = [_scores(clean[..., t], estimate[..., t], ndim)[1] for t in range(clean.shape[-1])]
+        return float(psnr(clean[None], estimate[None])[0]), float(np.mean(per_frame))
     if ndim == 3:
         a, b = clean[None, ..., None], estimate[None, ..., None]
     else:  # a 2D model sees slices: the mean of the per-slice 2D SSIMs
@@ -37,10 +41,11 @@ def evaluate_volume(
     Parameters
     ----------
     model : keras.Model
-        Trained denoiser (its ``"prior"`` input, if any, gets the neighbour-slice prior of
-        the noisy volume, as in training).
+        Trained denoiser (its ``"prior"`` input, if any, gets the prior of the noisy volume
+        it was trained with: neighbour slices, or the mean of the frames).
     volume : Volume
-        Test volume in its own units, (z, y, x).
+        Test volume in its own units, (z, y, x), or (z, y, x, t) frames (each denoised and
+        scored).
     config : DataConfig
         ``normalize``, ``eval_noise`` (or ``noise``), ``prior_options``, ``patch_shape``.
     ndim : int
@@ -59,10 +64,19 @@ def evaluate_volume(
     noise_spec = config.eval_noise or config.noise
     noisy = make_noise(noise_spec, "data.eval_noise")(clean, np.random.default_rng(seed)).astype(np.float32)
     tile = tuple(2 * p for p in config.patch_shape)
-    denoised_source = denoise_array(
-        model, reference.inverse(noisy), make_normalizer(config.normalize),
-        prior="auto", prior_options=dict(config.prior_options), tile_shape=tile, progress=False,
-    )
+    options = {"prior_options": dict(config.prior_options), "tile_shape": tile, "progress": False}
+    noisy_source = reference.inverse(noisy)
+    if noisy.ndim == 4 and config.prior == "temporal":  # every frame, beside the mean of all
+        denoised_source = denoise_array(model, noisy_source, make_normalizer(config.normalize),
+                                        prior="temporal", **options)
+    elif noisy.ndim == 4:  # a model of single frames (e.g. spectral bins without the prior)
+        denoised_source = np.stack([
+            denoise_array(model, noisy_source[..., t], make_normalizer(config.normalize), **options)
+            for t in range(noisy.shape[-1])
+        ], axis=-1)
+    else:
+        denoised_source = denoise_array(model, noisy_source, make_normalizer(config.normalize),
+                                        prior="auto", **options)
     denoised = reference(denoised_source)
     noisy_psnr, noisy_ssim = _scores(clean, noisy, ndim)
     den_psnr, den_ssim = _scores(clean, denoised, ndim)
