@@ -1,0 +1,217 @@
+"""The zoo models against TV, NL-means and BM3D/BM4D on real volumes from other sources than
+their training data, run through ``resprunet denoise`` on files.
+
+    python benchmarks/bench_quality.py              # every case, sigma 0.05 and 0.1 (+ PG)
+    python benchmarks/bench_quality.py --quick      # one sigma, no BM3D/BM4D
+
+Each case is a clean real volume a zoo model never saw in training or checkpoint choice:
+
+===================  ======================================  =================================
+case                 source                                  zoo models (their training data)
+===================  ======================================  =================================
+epi MRI              nibabel example4d (EPI, frame 0), 3D    unet3d_mri, respr_unet3d_mri
+                                                             (MNI152 template, t1_head)
+CT_small CT (HU)     pydicom CT_small.dcm (GE, 128 x 128)    unet2d_ct, blind_unet2d_ct
+head CT (HU)         pydicom J2K_pixelrep_mismatch.dcm       (CQ500 head 693_UNCR and
+                     (512 x 512)                             Pancreas-CT explicit_VR-UN)
+hubble (photons)     scikit-image hubble_deep_field (gray)   microscopy_unet2d_pg (cell rows
+                                                             0-400)
+===================  ======================================  =================================
+
+The noise is added in the units of the case's normaliser (the first model's card) fitted on
+the clean volume: Gaussian with ``sigma`` (0.05, 0.1: 5 %, 10 % of the range), and, for the
+photon-limited case, Poisson-Gaussian (30 photons at intensity 1, read noise 0.02) as the
+microscopy model was trained with. The noisy volume is written to ``.npy`` in source units and
+denoised with ``resprunet denoise`` (in process, ``resprunet.cli.main``), exactly as a user
+would. TV's weight and NL-means' ``h`` are tuned on another volume of the same kind with the
+same noise (MRI: t1_head; CT: ct_slices subject 1, the NEMA enhanced CT; photons: scikit-image
+``cell``) - never on the test case; BM3D (2D, slice by slice) and BM4D (3D) get the true sigma
+(through the generalised Anscombe transform for Poisson-Gaussian noise). Scores at data range 1:
+PSNR of the whole volume; SSIM 3D for the 3D case, else the mean 2D SSIM of the slices; seconds
+of each method on this machine (a model's: one whole ``resprunet denoise`` call, loading the
+model and reading and writing the files included, after an untimed warm-up call that starts
+TensorFlow).
+
+Prints a table per case and writes ``benchmarks/results/bench_quality_<cpu>_<date>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+
+PG_PHOTONS, PG_READ = 30.0, 0.02
+
+
+@dataclass(frozen=True)
+class QualityCase:
+    """A held-out test volume, the zoo models it is for, and where classical methods are tuned."""
+
+    name: str
+    load: Callable[[], np.ndarray]  # clean (z, y, x) in source units
+    tune: Callable[[], np.ndarray]  # another clean volume of the same kind
+    models: tuple[str, ...]
+    ndim: int  # 3: BM4D and 3D SSIM; 2: slice by slice
+    photon_limited: bool = False
+
+
+def _pydicom(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from pydicom.data import get_testdata_file
+
+        return np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0).astype(np.float32)
+    return load
+
+
+def _skimage(name: str, rows: slice = slice(None)) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import color, data
+
+        image = np.asarray(getattr(data, name)(), np.float32)
+        if image.ndim == 3:
+            image = color.rgb2gray(image / 255.0).astype(np.float32) * 255.0
+        return image[rows][None]
+    return load
+
+
+def _ct_subject(subject: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        volume = dp.sample("ct_slices")
+        return volume.array[np.asarray(volume.meta["subject"]) == subject].astype(np.float32)
+    return load
+
+
+CASES = (
+    QualityCase("epi MRI", lambda: dp.sample("epi").array.astype(np.float32),
+                lambda: dp.sample("t1_head").array.astype(np.float32),
+                ("unet3d_mri", "respr_unet3d_mri"), 3),
+    QualityCase("CT_small CT", _pydicom("CT_small.dcm"), _ct_subject(1),
+                ("unet2d_ct", "blind_unet2d_ct"), 2),
+    QualityCase("head CT", _pydicom("J2K_pixelrep_mismatch.dcm"), _ct_subject(1),
+                ("unet2d_ct", "blind_unet2d_ct"), 2),
+    QualityCase("hubble photons", _skimage("hubble_deep_field"), _skimage("cell", slice(0, 400)),
+                ("microscopy_unet2d_pg",), 2, photon_limited=True),
+)
+
+
+def noise_models(case: QualityCase, sigmas: list[float]) -> dict[str, dp.NoiseModel]:
+    noises: dict[str, dp.NoiseModel] = {f"gaussian {s:g}": dp.GaussianNoise(s) for s in sigmas}
+    if case.photon_limited:
+        noises[f"poisson-gaussian {PG_PHOTONS:g} photons"] = dp.PoissonGaussianNoise(photons=PG_PHOTONS, sigma=PG_READ)
+    return noises
+
+
+def score(clean: np.ndarray, estimate: np.ndarray, ndim: int) -> dict[str, float]:
+    from resprunet.assess.metrics import psnr, ssim_3d, ssim_slicewise
+
+    ssim = ssim_3d(clean, estimate, 1.0) if ndim == 3 else ssim_slicewise(clean, estimate, 1.0)
+    return {"psnr": round(psnr(clean, estimate, 1.0), 3), "ssim": round(ssim, 4)}
+
+
+def classical(case: QualityCase, reference_tune: dp.Normalizer, noise: dp.NoiseModel,
+              sigma: float | None, photons: float | None, bm: bool) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """TV and NL-means tuned on ``case.tune`` with this noise; BM3D/BM4D with the true sigma."""
+    from resprunet.assess import Case, tuned_baselines
+    from resprunet.variational import bm3d_denoise, bm4d_denoise
+
+    clean = reference_tune(case.tune())
+    noisy = noise(clean, np.random.default_rng(7)).astype(np.float32)
+    methods, params = tuned_baselines(Case(clean, noisy, name="tuning"), sigma, ["tv", "nl_means"],
+                                      photons=photons)
+    out: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        f"tv (weight {params['tv']['weight']:.3g})": methods[0],
+        f"nl-means (h {params['nl_means']['h']:.3g})": methods[1],
+    }
+    if bm and case.ndim == 3:
+        out["bm4d (true sigma)"] = lambda f: bm4d_denoise(f, sigma, photons=photons)
+    elif bm:
+        out["bm3d (true sigma)"] = lambda f: np.stack([bm3d_denoise(s, sigma, photons=photons) for s in f])
+    return out
+
+
+def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path) -> dict[str, Any]:
+    from resprunet import cli, zoo
+
+    clean_source = case.load()
+    reference = zoo.normalizer(zoo.card(case.models[0])).fit(clean_source)
+    reference_tune = zoo.normalizer(zoo.card(case.models[0])).fit(case.tune())
+    clean = reference(clean_source).astype(np.float32)
+    rows: dict[str, Any] = {}
+    for label, noise in noise_models(case, sigmas).items():
+        photons = getattr(noise, "photons", None)
+        sigma = float(getattr(noise, "sigma", 0.0))
+        noisy = noise(clean, np.random.default_rng(0)).astype(np.float32)
+        table = {"noisy": {**score(clean, noisy, case.ndim), "seconds": 0.0}}
+        src = folder / "noisy.npy"
+        np.save(src, reference.inverse(noisy).astype(np.float32))
+        for name in case.models:
+            out = folder / f"{name}.npy"
+            argv = ["-q", "denoise", str(src), str(out), "--model", name, "--force"]
+            cli.main(argv)  # warm-up: TensorFlow start-up and tracing are not timed
+            start = time.perf_counter()
+            code = cli.main(argv)
+            seconds = time.perf_counter() - start
+            if code != 0:
+                raise RuntimeError(f"resprunet denoise with {name} failed ({code})")
+            table[name] = {**score(clean, reference(np.load(out)).astype(np.float32), case.ndim),
+                           "seconds": round(seconds, 2)}
+        for name, method in classical(case, reference_tune, noise, sigma, photons, bm).items():
+            start = time.perf_counter()
+            estimate = np.asarray(method(noisy), np.float32).reshape(clean.shape)
+            table[name] = {**score(clean, estimate, case.ndim),
+                           "seconds": round(time.perf_counter() - start, 2)}
+        rows[label] = table
+        print(f"\n{case.name} {clean.shape}, {label}")
+        print(f"{'method':28s} {'PSNR dB':>8s} {'SSIM':>7s} {'seconds':>8s}")
+        for method, row in table.items():
+            print(f"{method:28s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.2f}")
+    return {"shape": list(clean.shape), "models": list(case.models), "noise": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sigma", type=float, nargs="+", default=[0.05, 0.1])
+    parser.add_argument("--case", action="append", help="only these cases (by name)")
+    parser.add_argument("--quick", action="store_true", help="sigma 0.1 only, no BM3D/BM4D")
+    args = parser.parse_args(argv)
+    from resprunet.runtime import cpu_info
+    from resprunet.variational import bm_available
+
+    sigmas = [0.1] if args.quick else args.sigma
+    bm = not args.quick and bm_available("bm3d") and bm_available("bm4d")
+    cpu = cpu_info()
+    print(f"CPU: {cpu}")
+    results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "sigmas": sigmas,
+                               "bm3d_bm4d": bm, "cases": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in CASES:
+            if args.case and case.name not in args.case:
+                continue
+            results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
+    out = RESULTS / f"bench_quality_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
