@@ -225,8 +225,17 @@ def heldout_case(model_card: dict[str, Any]) -> HeldOut:
 def prior_argument(model_card: dict[str, Any], requested: str = "auto") -> str:
     """The ``prior`` argument of :func:`resprunet.inference.denoise_array` for a card's model
     when the user asked for ``requested`` ("auto" or "none"): "temporal" for a model trained
-    with the mean of frames (or spectral bins) as its prior, else ``requested``."""
+    with the mean of frames (or spectral bins) as its prior, else ``requested``.
+
+    Raises
+    ------
+    ZooError
+        "auto" for a model trained with prior files: there is nothing to build the prior from.
+    """
     kind = (model_card.get("prior") or {}).get("kind")
+    if requested == "auto" and kind == "file":
+        raise ZooError(f"model {model_card.get('name', '?')!r} was trained with a prior file (another "
+                       "scan of the same object): give it with --prior FILE")
     return "temporal" if requested == "auto" and kind == "temporal" else requested
 
 

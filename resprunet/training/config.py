@@ -22,7 +22,7 @@ LOSSES = ("mse", "mae", "l1_ssim")
 JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
-PRIORS = (None, "neighbour", "temporal")
+PRIORS = (None, "neighbour", "temporal", "file")
 
 
 class ConfigError(ValueError):
@@ -54,11 +54,15 @@ class DataConfig:
         (``{"kind": "gaussian", "sigma": 0.1}`` is "10 % noise").
     eval_noise : dict or None
         Noise for the final whole-volume evaluation (None: ``noise``).
-    prior : {None, "neighbour", "temporal"}
-        Second model input, computed from the noisy data: ``"neighbour"``, the
-        neighbour-slice prior; ``"temporal"``, the mean over the frames of (z, y, x, t)
-        volumes (time frames, or the energy bins of ``spectral_kev``), the model denoising one
-        frame at a time.
+    prior : {None, "neighbour", "temporal", "file"}
+        Second model input: ``"neighbour"``, the neighbour-slice prior of the noisy volume;
+        ``"temporal"``, the mean over the frames of noisy (z, y, x, t) volumes (time frames,
+        or the energy bins of ``spectral_kev``), the model denoising one frame at a time;
+        ``"file"``, an image of the same object from elsewhere (a registered earlier or
+        full-dose scan, in the volume's units), named per volume in ``prior_files``.
+    prior_files : dict
+        With ``prior: file``: ``{volume entry (as written in train/val/test): prior file or
+        sample name}``, one for every volume of every role.
     prior_options : dict
         Keyword arguments of ``data_pipelines.neighbour_slice_prior`` (size, decay, include_self).
     spectral_kev : list of float or None
@@ -94,6 +98,7 @@ class DataConfig:
     eval_noise: dict[str, Any] | None = None
     prior: str | None = None
     prior_options: dict[str, Any] = field(default_factory=dict)
+    prior_files: dict[str, str] = field(default_factory=dict)
     spectral_kev: list[float] | None = None
     normalize: dict[str, Any] = field(
         default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}

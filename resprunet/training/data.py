@@ -180,6 +180,8 @@ def split(config: DataConfig, seed: int) -> Split:
         shared = sorted(set(getattr(config, a)) & set(getattr(config, b)))
         if shared:
             raise ConfigError(f"config data.{a} and data.{b} share {shared}; a volume may have one role only")
+    if config.prior == "file":
+        return _split_with_prior_files(config)
     train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
     if config.test:
         test = load_volumes(config.test)
@@ -197,6 +199,36 @@ def split(config: DataConfig, seed: int) -> Split:
         if config.prior != "temporal":  # a model without the prior learns from single bins
             train, val = ([b for v in vols for b in frames(v)] for vols in (train, val))
     return Split(train, val, test)
+
+
+def _split_with_prior_files(config: DataConfig) -> Split:
+    """The listed volumes in their roles, each carrying its prior file's array as
+    ``meta["prior"]`` (source units; the same normalisation is applied to both)."""
+    roles = {"train": config.train, "val": config.val, "test": config.test}
+    missing = [entry for entries in roles.values() for entry in entries if entry not in config.prior_files]
+    if missing:
+        raise ConfigError(f"config data.prior=file needs data.prior_files for every volume; missing {missing}")
+    if not config.val:
+        raise ConfigError("config data.prior=file needs data.val listed (volumes are not held out by fraction)")
+    loaded = {}
+    for role, entries in roles.items():
+        volumes = []
+        for entry, volume in zip(entries, load_volumes(list(entries))):
+            (prior,) = load_volumes([config.prior_files[entry]])
+            if prior.shape != volume.shape:
+                raise ConfigError(
+                    f"data.prior_files[{entry!r}] has shape {prior.shape}; expected the volume's {volume.shape}"
+                )
+            volumes.append(dp.Volume(volume.array, volume.spacing, {**volume.meta, "prior": prior.array},
+                                     volume.source))
+        loaded[role] = volumes
+    return Split(loaded["train"], loaded["val"], loaded["test"])
+
+
+def dataset_prior(config: DataConfig, volumes: list[dp.Volume]) -> Any:
+    """The ``prior`` argument of ``dp.make_dataset`` for these volumes: the kind, or with
+    ``prior: file`` the volumes' prior arrays."""
+    return [v.meta["prior"] for v in volumes] if config.prior == "file" else config.prior
 
 
 def spectral(volume: dp.Volume, bins_kev: tuple[float, ...]) -> dp.Volume:
@@ -221,7 +253,6 @@ def dataset_options(config: DataConfig) -> dict[str, Any]:
     """Keyword arguments of ``dp.make_dataset`` shared by training and validation."""
     return {
         "noise": make_noise(config.noise),
-        "prior": config.prior,
         "prior_options": dict(config.prior_options),
         "normalizer": make_normalizer(config.normalize),
         "foreground": config.foreground,
@@ -266,12 +297,12 @@ def build_training_data(
         train_vols, patch_shape=tuple(config.patch_shape), batch_size=batch,
         seed=seed if stream_seed is None else stream_seed,
         training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
-        **options,
+        prior=dataset_prior(config, train_vols), **options,
     )
     val = dp.make_dataset(
         val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
         batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
-        patches_per_epoch=config.val_patches, **options,
+        patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols), **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
     panel_inputs = (

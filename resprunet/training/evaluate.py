@@ -41,8 +41,9 @@ def evaluate_volume(
     Parameters
     ----------
     model : keras.Model
-        Trained denoiser (its ``"prior"`` input, if any, gets the prior of the noisy volume
-        it was trained with: neighbour slices, or the mean of the frames).
+        Trained denoiser (its ``"prior"`` input, if any, gets the prior it was trained with:
+        neighbour slices or the mean of the frames of the noisy volume, or the volume's prior
+        file, ``volume.meta["prior"]``).
     volume : Volume
         Test volume in its own units, (z, y, x), or (z, y, x, t) frames (each denoised and
         scored).
@@ -74,9 +75,10 @@ def evaluate_volume(
             denoise_array(model, noisy_source[..., t], make_normalizer(config.normalize), **options)
             for t in range(noisy.shape[-1])
         ], axis=-1)
-    else:
+    else:  # a prior file is a real image of the object: used as it is, without added noise
+        prior = volume.meta["prior"] if config.prior == "file" else "auto"
         denoised_source = denoise_array(model, noisy_source, make_normalizer(config.normalize),
-                                        prior="auto", **options)
+                                        prior=prior, **options)
     denoised = reference(denoised_source)
     noisy_psnr, noisy_ssim = _scores(clean, noisy, ndim)
     den_psnr, den_ssim = _scores(clean, denoised, ndim)
