@@ -1,28 +1,33 @@
 """Does a prior with independent information help? ResPr-UNet against U-Net, SPADE against TV,
-on simulated spectral CT made from real CTs in HU, beside BM3D with the true sigma.
+beside BM3D with the true sigma, on two kinds of data where the prior carries information:
 
-    python benchmarks/bench_prior.py                      # 2 x ~12 min of training on 2 cores
-    python benchmarks/bench_prior.py --epochs 2 --quick   # smoke run
+    python benchmarks/bench_prior.py                       # both datasets, ~25 min on 2 cores
+    python benchmarks/bench_prior.py --data epi --epochs 2 --quick   # smoke run
 
-The published ResPr-UNet denoised one energy bin of a spectral CT with the energy-integrated
-image as its prior: the same anatomy with about sqrt(bins) less noise and a contrast of its
-own. Here the bins come from :mod:`data_pipelines.spectral` (a documented two-material model,
-40/50/60/80/100 keV) applied to real CT slices shipped with pydicom-data, each bin gets
-independent Gaussian noise of ``sigma`` (normalised units: the window 0-1 /cm maps to 0-1), and
-the prior of every method that takes one is the mean of the noisy bins.
-
-Roles (disjoint, and the test CTs come from other scanners and sources than the training ones):
+``spectral`` - simulated spectral CT made from real CTs in HU. The published ResPr-UNet denoised
+one energy bin with the energy-integrated image as its prior: the same anatomy with about
+sqrt(bins) less noise and a contrast of its own. The bins come from
+:mod:`data_pipelines.spectral` (a documented two-material model, 40/50/60/80/100 keV) applied
+to CT slices shipped with pydicom-data; the normalisation is the fixed window 0-1 /cm. Roles
+(disjoint; the test CTs come from other scanners and sources than the training ones):
 
 - train: ``693_UNCR.dcm`` (head, CQ500) and ``explicit_VR-UN.dcm`` (abdomen, Pancreas-CT);
-- validation: ``J2K_pixelrep_mismatch.dcm`` (another head): chooses the networks' checkpoint
-  and tunes TV's and SPADE's parameters (PSNR against its clean bins);
+- validation: ``J2K_pixelrep_mismatch.dcm`` (another head);
 - test: ``CT_small.dcm`` (GE, 128 x 128) and ``eCT_Supplemental.dcm`` (NEMA enhanced CT, 2
-  slices of 512 x 512): only reported.
+  slices of 512 x 512).
 
-Both networks are 2D, 16 filters, depth 3, no batch norm, residual, trained with the same
-recipe and number of steps; the U-Net sees single bins (no prior), ResPr-UNet a bin and the
-prior. Scores: PSNR (data range 1) of all test voxels of all bins, and the mean 2D SSIM of
-every (slice, bin) image. Prints a table and writes
+``epi`` - the temporal mean of a 4D series: nibabel's real EPI (fMRI) head series, 24 slices x
+2 frames, percentile-normalised. In-domain (one subject), by disjoint slices: train 0-13,
+validation 14-17, test 18-23.
+
+Each frame or bin gets independent Gaussian noise of ``sigma`` (normalised units); the prior of
+every method that takes one is the mean of the noisy frames or bins. The validation data
+chooses the networks' checkpoint and tunes TV's weight and SPADE's (weight, alpha) by PSNR;
+the test data is only reported. Both networks are 2D, 16 filters, depth 3, no batch norm,
+trained with the same recipe and number of steps; the U-Net sees single frames (no prior),
+ResPr-UNet a frame and the prior. Scores, in the units of the normaliser fitted on the clean
+test data (data range 1): PSNR of all test voxels of all frames, and the mean 2D SSIM of every
+(slice, frame) image. Prints a table per dataset and writes
 ``benchmarks/results/bench_prior_<cpu>_<date>.json``.
 """
 from __future__ import annotations
@@ -35,6 +40,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,49 +52,91 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+from resprunet.training.data import make_normalizer  # noqa: E402
 
 BINS_KEV = (40.0, 50.0, 60.0, 80.0, 100.0)
-WINDOW = (0.0, 1.0)  # 1/cm -> [0, 1]
-TRAIN = ("693_UNCR.dcm", "explicit_VR-UN.dcm")
-VAL = "J2K_pixelrep_mismatch.dcm"
-TEST = ("CT_small.dcm", "eCT_Supplemental.dcm")
+SPECTRAL_CT = {"train": ("693_UNCR.dcm", "explicit_VR-UN.dcm"), "val": ("J2K_pixelrep_mismatch.dcm",),
+               "test": ("CT_small.dcm", "eCT_Supplemental.dcm")}
+EPI_SLICES = {"train": (0, 14), "val": (14, 18), "test": (18, 24)}
 
 
-def ct_files(folder: Path) -> dict[str, Path]:
-    """Every CT of the benchmark as a .npy in HU (values below -1024, outside the field of
-    view, raised to -1024), so that a training config can name it."""
+@dataclass
+class PriorData:
+    """Files of one dataset by role, and how the training configs read them.
+
+    ``frames`` / ``stacks``: (z, y, x) single-frame files for the U-Net and (z, y, x, t)
+    files for ResPr-UNet (the same data); ``test``: clean (z, y, x, t) arrays in source units.
+    """
+
+    name: str
+    normalize: dict[str, Any]
+    frames: dict[str, list[str]]
+    stacks: dict[str, list[str]]
+    test: list[np.ndarray]
+    val: np.ndarray
+    overrides: list[str]
+
+
+def spectral_data(folder: Path) -> PriorData:
+    """CT slices in HU as files; the configs make their bins (``data.spectral_kev``)."""
     from pydicom.data import get_testdata_file
 
-    paths = {}
-    for name in (*TRAIN, VAL, *TEST):
-        hu = dp.read_volume(get_testdata_file(name)).array
-        paths[name] = folder / f"{name.removesuffix('.dcm')}.npy"
-        np.save(paths[name], np.maximum(hu, -1024.0).astype(np.float32))
-    return paths
+    from data_pipelines.spectral import spectral_bins
+
+    files: dict[str, list[str]] = {}
+    for role, names in SPECTRAL_CT.items():
+        for name in names:
+            path = folder / f"{name.removesuffix('.dcm')}.npy"
+            np.save(path, np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0).astype(np.float32))
+            files.setdefault(role, []).append(str(path))
+    return PriorData(
+        "spectral", {"method": "ct", "window": [0.0, 1.0]}, files, files,
+        [spectral_bins(np.load(p), BINS_KEV) for p in files["test"]],
+        spectral_bins(np.load(files["val"][0]), BINS_KEV),
+        [f"data.spectral_kev=[{', '.join(str(e) for e in BINS_KEV)}]"],
+    )
 
 
-def train_network(name: str, paths: dict[str, Path], sigma: float, args: argparse.Namespace,
+def epi_data(folder: Path) -> PriorData:
+    """The EPI series cut into slabs of slices, as frame files and as 4D files."""
+    series = dp.sample("epi_4d").array.astype(np.float32)
+    frames: dict[str, list[str]] = {}
+    stacks: dict[str, list[str]] = {}
+    for role, (z0, z1) in EPI_SLICES.items():
+        part = series[z0:z1]
+        np.save(folder / f"epi_{role}.npy", part)
+        stacks[role] = [str(folder / f"epi_{role}.npy")]
+        for t in range(part.shape[-1]):
+            np.save(folder / f"epi_{role}_frame{t}.npy", part[..., t])
+            frames.setdefault(role, []).append(str(folder / f"epi_{role}_frame{t}.npy"))
+    z0, z1 = EPI_SLICES["test"]
+    v0, v1 = EPI_SLICES["val"]
+    return PriorData("epi", {"method": "percentile", "low": 1.0, "high": 99.8}, frames, stacks,
+                     [series[z0:z1]], series[v0:v1], [])
+
+
+def train_network(name: str, data: PriorData, sigma: float, args: argparse.Namespace,
                   root: Path) -> tuple[Any, dict[str, Any]]:
-    """Train ``unet`` (single bins) or ``respr_unet`` (bin + energy-integrated prior)."""
+    """Train ``unet`` (single frames) or ``respr_unet`` (a frame + the mean of the frames)."""
     from resprunet.training import load_config, train
 
+    files = data.stacks if name == "respr_unet" else data.frames
     overrides = [
-        f"data.train=[{', '.join(str(paths[n]) for n in TRAIN)}]",
-        f"data.val=[{paths[VAL]}]", "data.test=[]", "data.test_fraction=0.0",
-        f"data.spectral_kev=[{', '.join(str(e) for e in BINS_KEV)}]",
+        f"data.train=[{', '.join(files['train'])}]", f"data.val=[{', '.join(files['val'])}]",
+        "data.test=[]", "data.test_fraction=0.0",
         f"data.prior={'temporal' if name == 'respr_unet' else 'null'}",
-        f"data.normalize={{method: ct, window: [{WINDOW[0]}, {WINDOW[1]}]}}",
+        f"data.normalize={json.dumps(data.normalize)}",
         f"data.noise={{kind: gaussian, sigma: {sigma}}}",
         f"model.name={name}", "model.ndim=2", f"model.filters={args.filters}",
-        f"model.depth={args.depth}", "model.batch_norm=false", "model.residual=true",
+        f"model.depth={args.depth}", "model.batch_norm=false",
         f"data.patch_shape=[{args.patch}, {args.patch}]", "data.batch_size=8",
         f"data.patches_per_epoch={args.patches}", "data.val_patches=32", "data.foreground=0.3",
         f"epochs={args.epochs}", "optimizer.learning_rate=1e-3", "optimizer.schedule=cosine",
         "callbacks.image_panel=false", "callbacks.histogram_freq=0",
-        f"run.root={root}", f"run.name={name}_sigma{sigma}",
+        f"run.root={root}", f"run.name={data.name}_{name}_sigma{sigma}", *data.overrides,
     ]
-    if name == "respr_unet":
-        overrides.remove("model.residual=true")  # its skip is the prior
+    if name == "unet":
+        overrides.append("model.residual=true")  # ResPr-UNet's skip is its prior
     result = train(load_config(overrides=overrides), verbose=2)
     import keras
 
@@ -100,88 +148,84 @@ def train_network(name: str, paths: dict[str, Path], sigma: float, args: argpars
     }
 
 
-def bins_of(path: Path) -> np.ndarray:
-    """(z, y, x, bins) attenuation, normalised by the fixed window (so in [0, ~1.3])."""
-    from data_pipelines.spectral import spectral_bins
-
-    return (spectral_bins(np.load(path), BINS_KEV) - WINDOW[0]) / (WINDOW[1] - WINDOW[0])
-
-
-def noisy_of(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    return (clean + sigma * np.random.default_rng(seed).standard_normal(clean.shape)).astype(np.float32)
-
-
 def per_image(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], noisy: np.ndarray,
               prior: np.ndarray) -> np.ndarray:
-    """Apply a 2D method ``fn(image, prior_image)`` to every (slice, bin) image."""
+    """Apply a 2D method ``fn(image, prior_image)`` to every (slice, frame) image."""
     out = np.empty_like(noisy)
     for z in range(noisy.shape[0]):
-        for b in range(noisy.shape[-1]):
-            out[z, ..., b] = fn(noisy[z, ..., b], prior[z])
+        for t in range(noisy.shape[-1]):
+            out[z, ..., t] = fn(noisy[z, ..., t], prior[z])
     return out
 
 
 def scores(cleans: list[np.ndarray], estimates: list[np.ndarray]) -> dict[str, float]:
-    """PSNR (data range 1) of all voxels of all (z, y, x, bins) test CTs together, and the
-    mean 2D SSIM of every (slice, bin) image."""
+    """PSNR (data range 1) of all voxels of all (z, y, x, t) test arrays together, and the
+    mean 2D SSIM of every (slice, frame) image."""
     from resprunet.assess.metrics import ssim_2d
 
     squared = sum(float(np.sum((c - e) ** 2, dtype=np.float64)) for c, e in zip(cleans, estimates))
     mse = squared / sum(c.size for c in cleans)
-    ssims = [ssim_2d(c[z, ..., b], e[z, ..., b], 1.0) for c, e in zip(cleans, estimates)
-             for z in range(c.shape[0]) for b in range(c.shape[-1])]
+    ssims = [ssim_2d(c[z, ..., t], e[z, ..., t], 1.0) for c, e in zip(cleans, estimates)
+             for z in range(c.shape[0]) for t in range(c.shape[-1])]
     return {"psnr": round(10 * np.log10(1.0 / mse), 3), "ssim": round(float(np.mean(ssims)), 4)}
 
 
-def tune_classical(paths: dict[str, Path], sigma: float) -> dict[str, dict[str, float]]:
-    """TV's weight and SPADE's (weight, alpha), tuned on the validation CT's 60 keV bin."""
+def tune_classical(data: PriorData, sigma: float) -> dict[str, dict[str, float]]:
+    """TV's weight and SPADE's (weight, alpha), tuned on one validation image and frame."""
     from resprunet.variational import spade_denoise, tune_on_validation, tv_denoise
 
-    clean = bins_of(paths[VAL])
-    noisy = noisy_of(clean, sigma, seed=1)
+    reference = make_normalizer(data.normalize).fit(data.val)
+    clean = reference(data.val).astype(np.float32)
+    noisy = (clean + sigma * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
     prior = noisy.mean(axis=-1)
-    b = BINS_KEV.index(60.0)
-    tv = tune_on_validation(tv_denoise, clean[0, ..., b], noisy[0, ..., b],
+    z, t = clean.shape[0] // 2, clean.shape[-1] // 2
+    tv = tune_on_validation(tv_denoise, clean[z, ..., t], noisy[z, ..., t],
                             {"weight": [sigma * f for f in (0.5, 0.8, 1.2, 1.8)]})
-    spade = tune_on_validation(spade_denoise, clean[0, ..., b], noisy[0, ..., b],
+    spade = tune_on_validation(spade_denoise, clean[z, ..., t], noisy[z, ..., t],
                                {"weight": [sigma * f for f in (0.8, 1.2, 1.8)],
                                 "alpha": [0.2, 0.4, 0.6, 0.8]},
-                               prior=prior[0], bounds={"alpha": (0.0, 1.0)})
+                               prior=prior[z], bounds={"alpha": (0.0, 1.0)})
     return {"tv": tv, "spade": spade}
 
 
-def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], paths: dict[str, Path],
+def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: PriorData,
              sigma: float, bm3d: bool) -> dict[str, dict[str, float]]:
-    """Every method on every test CT (all bins); scores over all test images."""
+    """Every method on every test array (all frames); scores over all of them."""
     from resprunet.inference import denoise_array
     from resprunet.variational import bm3d_denoise, spade_denoise, tv_denoise
 
-    norm = dp.Normalizer.ct(WINDOW)
     outputs: dict[str, list[np.ndarray]] = {}
     cleans: list[np.ndarray] = []
     seconds: dict[str, float] = {}
-    for i, name in enumerate(TEST):
-        clean = bins_of(paths[name])
-        noisy = noisy_of(clean, sigma, seed=100 + i)
+    for i, source in enumerate(data.test):
+        reference = make_normalizer(data.normalize).fit(source)
+        clean = reference(source).astype(np.float32)
+        noisy = (clean + sigma * np.random.default_rng(100 + i).standard_normal(clean.shape)).astype(np.float32)
+        noisy_source = reference.inverse(noisy)
         prior = noisy.mean(axis=-1)
         cleans.append(clean)
+
+        def model_output(name: str) -> np.ndarray:  # as `resprunet denoise` runs it
+            norm = make_normalizer(data.normalize)
+            if name == "respr_unet":
+                out = denoise_array(models[name], noisy_source, norm, prior="temporal", progress=False)
+            else:
+                out = np.stack([denoise_array(models[name], noisy_source[..., t], norm, progress=False)
+                                for t in range(noisy.shape[-1])], axis=-1)
+            return reference(out)
+
         methods: dict[str, Callable[[], np.ndarray]] = {
             "noisy": lambda: noisy,
-            "prior (mean of bins)": lambda: np.repeat(prior[..., None], noisy.shape[-1], -1),
+            "prior (mean of frames)": lambda: np.repeat(prior[..., None], noisy.shape[-1], -1),
             "tv": lambda: per_image(lambda f, p: tv_denoise(f, **params["tv"]), noisy, prior),
             "spade (prior)": lambda: per_image(lambda f, p: spade_denoise(f, p, **params["spade"]),
                                                noisy, prior),
+            "unet": lambda: model_output("unet"),
+            "respr_unet (prior)": lambda: model_output("respr_unet"),
         }
         if bm3d:
             methods["bm3d (true sigma)"] = lambda: per_image(lambda f, p: bm3d_denoise(f, sigma),
                                                              noisy, prior)
-        if "unet" in models:
-            methods["unet"] = lambda: np.stack(
-                [denoise_array(models["unet"], noisy[..., b], norm, progress=False)
-                 for b in range(noisy.shape[-1])], axis=-1)
-        if "respr_unet" in models:
-            methods["respr_unet (prior)"] = lambda: denoise_array(
-                models["respr_unet"], noisy, norm, prior="temporal", progress=False)
         for method, run in methods.items():
             start = time.perf_counter()
             outputs.setdefault(method, []).append(np.asarray(run(), np.float32))
@@ -192,6 +236,7 @@ def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], paths:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=("spectral", "epi"), action="append")
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.1])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patches", type=int, default=256, help="training patches per epoch")
@@ -208,23 +253,27 @@ def main(argv: list[str] | None = None) -> int:
     cpu = cpu_info()
     print(f"CPU: {cpu}")
     results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "args": vars(args),
-                               "bins_kev": BINS_KEV, "train": TRAIN, "val": VAL, "test": TEST,
-                               "sigmas": {}}
+                               "bins_kev": BINS_KEV, "spectral_ct": SPECTRAL_CT,
+                               "epi_slices": EPI_SLICES, "datasets": {}}
+    builders = {"spectral": spectral_data, "epi": epi_data}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = ct_files(Path(tmp))
-        for sigma in args.sigma:
-            trained, training = {}, {}
-            for name in ("unet", "respr_unet"):
-                trained[name], training[name] = train_network(name, paths, sigma, args, Path(tmp) / "runs")
-            params = tune_classical(paths, sigma)
-            table = evaluate(trained, params, paths, sigma, bm3d=bm_available("bm3d") and not args.quick)
-            results["sigmas"][str(sigma)] = {"training": training, "classical_params": params,
-                                             "table": table}
-            print(f"\nsigma {sigma} (normalised; window 0-1 /cm), test {', '.join(TEST)}, all bins")
-            print(f"{'method':24s} {'PSNR dB':>8s} {'SSIM':>7s} {'seconds':>8s}")
-            for method, row in table.items():
-                print(f"{method:24s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.1f}")
-            print("training:", json.dumps(training))
+        for kind in args.data or list(builders):
+            folder = Path(tmp) / kind
+            folder.mkdir()
+            data = builders[kind](folder)
+            for sigma in args.sigma:
+                trained, training = {}, {}
+                for name in ("unet", "respr_unet"):
+                    trained[name], training[name] = train_network(name, data, sigma, args, folder / "runs")
+                params = tune_classical(data, sigma)
+                table = evaluate(trained, params, data, sigma, bm3d=bm_available("bm3d") and not args.quick)
+                results["datasets"].setdefault(kind, {})[str(sigma)] = {
+                    "training": training, "classical_params": params, "table": table}
+                print(f"\n{kind}, sigma {sigma} (normalised units), test data, all frames")
+                print(f"{'method':24s} {'PSNR dB':>8s} {'SSIM':>7s} {'seconds':>8s}")
+                for method, row in table.items():
+                    print(f"{method:24s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.1f}")
+                print("training:", json.dumps(training), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
     out = RESULTS / f"bench_prior_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
