@@ -52,6 +52,7 @@ class _Spec:
     real_noisy: bool
     prior: str | None  # None, "neighbour", "temporal", "external"
     prior_options: dict[str, Any]  # size, decay, include_self of the neighbour prior
+    noise_level: bool = False  # also serve each patch's noise sigma as a map, input "sigma"
 
     @property
     def margin(self) -> int:
@@ -186,8 +187,12 @@ class _PatchSampler:
         sizes = np.array([np.prod(s[:3], dtype=np.float64) for s in store.shapes])
         self.weights = sizes / sizes.sum()
 
-    def __call__(self, index: np.int64, key: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.int64]:
-        """(slab, noisy, valid, frame) of element ``index``; ``key`` is its per-epoch random key."""
+    def __call__(
+        self, index: np.int64, key: np.int64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.int64, np.float32]:
+        """(slab, noisy, valid, frame, sigma) of element ``index``; ``key`` is its per-epoch
+        random key; ``sigma`` the noise standard deviation in model units (0 unless
+        ``spec.noise_level``)."""
         rng = np.random.default_rng([int(key) & _SEED_MASK, int(index)])
         volume = int(rng.choice(len(self.weights), p=self.weights))
         array = self.store.arrays[volume]
@@ -204,15 +209,18 @@ class _PatchSampler:
         if self.augment:
             slab, valid = augment_slab(rng, slab, valid, flip_z=self.spec.ndim == 3)
         slab, valid = np.ascontiguousarray(slab, np.float32), np.ascontiguousarray(valid)
+        sigma = 0.0
         if self.spec.real_noisy:
             noisy = np.ascontiguousarray(slab[..., frames : 2 * frames])
         else:
-            noisy = self.noise(slab[..., :frames], rng)  # type: ignore[misc]
+            noise = self.noise.realise(rng) if self.spec.noise_level else self.noise  # type: ignore[union-attr]
+            noisy = noise(slab[..., :frames], rng)  # type: ignore[misc]
             offset, scale = self.to_model[volume]
+            sigma = float(getattr(noise, "sigma", 0.0)) / scale
             if (offset, scale) != (0.0, 1.0):
                 slab = ((slab - offset) / scale).astype(np.float32)
                 noisy = ((noisy - offset) / scale).astype(np.float32)
-        return slab, noisy, valid, np.int64(rng.integers(frames))
+        return slab, noisy, valid, np.int64(rng.integers(frames)), np.float32(sigma)
 
 
 def _element_fn(sampler: _PatchSampler) -> Any:
@@ -233,13 +241,14 @@ def _element_fn(sampler: _PatchSampler) -> Any:
         return t[0] if spec.ndim == 2 else t
 
     def element(index: tf.Tensor, key: tf.Tensor) -> tuple[Any, tf.Tensor]:
-        slab, noisy, valid, frame = tf.numpy_function(
-            sampler, [index, key], [tf.float32, tf.float32, tf.float32, tf.int64]
+        slab, noisy, valid, frame, sigma = tf.numpy_function(
+            sampler, [index, key], [tf.float32, tf.float32, tf.float32, tf.int64, tf.float32]
         )
         slab.set_shape((depth, py, px, spec.channels))
         noisy.set_shape((depth, py, px, f))
         valid.set_shape((depth,))
         frame.set_shape(())
+        sigma.set_shape(())
         clean = slab[..., :f] if spec.channels > f else slab
         if spec.prior == "neighbour":
             prior = neighbour_slice_prior_tf(noisy, valid, **spec.prior_options)
@@ -250,9 +259,12 @@ def _element_fn(sampler: _PatchSampler) -> Any:
             prior = core(slab[..., -1:])
         if f > 1:  # temporal: input and target are one frame of the series
             noisy, clean = tf.gather(noisy, [frame], axis=-1), tf.gather(clean, [frame], axis=-1)
-        if spec.prior is None:
-            return core(noisy), core(clean)
-        return {"noisy": core(noisy), "prior": prior}, core(clean)
+        inputs = {"noisy": core(noisy)}
+        if spec.prior is not None:
+            inputs["prior"] = prior
+        if spec.noise_level:
+            inputs["sigma"] = tf.fill(tf.shape(inputs["noisy"]), sigma)
+        return (inputs if len(inputs) > 1 else inputs["noisy"]), core(clean)
 
     return element
 
@@ -303,6 +315,7 @@ def make_dataset(
     pad: str | None = "reflect",
     memory_budget: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    noise_level: bool = False,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(inputs, clean)`` training or validation patches.
 
@@ -364,13 +377,18 @@ def make_dataset(
         Folder for those files (default a new temporary folder). File names hash the
         volume content together with the normaliser and padding, so a changed setting
         never reuses a stale file.
+    noise_level : bool
+        Also serve the noise standard deviation of each patch, in the model's normalised
+        units, as a constant map ``inputs["sigma"]`` of the noisy patch's shape (for models
+        conditioned on the noise level). Needs synthetic Gaussian noise; with a (low, high)
+        sigma range, each patch's sigma is drawn from it.
 
     Returns
     -------
     tf.data.Dataset
         Batches ``(inputs, clean)``: ``clean`` float32 (B, pz, py, px, 1) for 3D patches or
-        (B, py, px, 1) for 2D; ``inputs`` the noisy tensor of the same shape, or
-        ``{"noisy": ..., "prior": ...}`` when a prior is asked.
+        (B, py, px, 1) for 2D; ``inputs`` the noisy tensor of the same shape, or a dict
+        ``{"noisy": ..., "prior": ..., "sigma": ...}`` when a prior or the noise level is asked.
 
     Raises
     ------
@@ -397,6 +415,9 @@ def make_dataset(
         noise = None
     elif noise is None:
         raise ValueError("no noise: give a NoiseModel as noise, or real noisy volumes as noisy")
+    if noise_level and not isinstance(noise, GaussianNoise):
+        raise ValueError("noise_level=True needs synthetic Gaussian noise (a GaussianNoise), "
+                         f"got {noise!r}")
     if isinstance(prior, str) and prior not in ("neighbour", "temporal"):
         raise ValueError(f"prior must be None, 'neighbour', 'temporal' or a list of arrays, got {prior!r}")
     options = {"size": 9, "decay": 0.04, "include_self": False, **(prior_options or {})}
@@ -414,6 +435,7 @@ def make_dataset(
         real_noisy=noisy is not None,
         prior=kind,
         prior_options=options,
+        noise_level=noise_level,
     )
     noisy_items = _check_list("noisy", noisy, len(volumes))
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ Nothing is clipped; nothing is rounded unless ``quantize=True``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -170,6 +170,11 @@ class GaussianNoise(NoiseModel):
 
     def describe(self) -> str:
         return f"Gaussian noise, sigma {_fmt(self.sigma)} of the normalised range [0, 1]"
+
+    def realise(self, rng: np.random.Generator) -> "GaussianNoise":
+        """This noise with its sigma fixed: one uniform draw from a (low, high) range, else
+        itself (for serving the noise level of each sample, ``make_dataset(noise_level=True)``)."""
+        return replace(self, sigma=float(_draw_np(self.sigma, rng)))
 
 
 @dataclass(frozen=True)

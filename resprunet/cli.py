@@ -119,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per model call")
     d.add_argument("--sigma", type=float, metavar="S",
                    help="noise standard deviation in normalised units (0.05 = 5%% of the "
-                   "model's intensity range). Blind models (card noise with a sigma range) "
-                   "ignore it; for a model trained at one sigma a differing value only warns, "
-                   "as the model cannot be retuned at inference")
+                   "model's intensity range). A model conditioned on the noise level uses it "
+                   "(without it, sigma is estimated from IN); other blind models (card noise "
+                   "with a sigma range) ignore it; for a model trained at one sigma a differing "
+                   "value only warns, as the model cannot be retuned at inference")
     d.add_argument("--output-dtype", choices=("same", "float32", "uint16"), default="same",
                    help="stored dtype: 'same' as IN (rounded and clipped for integer types), "
                    "float32, or uint16")
@@ -222,14 +223,18 @@ def _card_from_run_config(folder: Path) -> dict[str, Any]:
     }
 
 
-def _check_sigma(sigma: float | None, card: dict[str, Any]) -> None:
+def _check_sigma(sigma: float | None, card: dict[str, Any], conditioned: bool) -> None:
+    """Check ``--sigma`` and say what it does: a model conditioned on the noise level uses
+    it (else estimates sigma), a blind model ignores it, a model of one sigma only warns."""
     if sigma is None:
         return
     if not 0 <= sigma < 1:
         raise CliError(f"--sigma {sigma}: expected a standard deviation in normalised units, in [0, 1)")
     trained = (card.get("noise") or {}).get("sigma")
     log = logging.getLogger("resprunet")
-    if isinstance(trained, (list, tuple)):
+    if conditioned:
+        log.info("noise-conditioned model: denoising for sigma %.4g", sigma)
+    elif isinstance(trained, (list, tuple)):
         log.info("blind model (trained on sigma in %s): --sigma is ignored", trained)
     elif trained is not None and abs(float(trained) - sigma) > 1e-9:
         log.warning("--sigma %.4g differs from the sigma %.4g this model was trained on; "
@@ -248,7 +253,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
     check_writable(args.output, args.force)
     model, card = _resolve_model(args.model)
-    _check_sigma(args.sigma, card)
+    from .models import describe
+
+    _check_sigma(args.sigma, card, describe(model).needs_sigma)
     volume = dp.read_volume(args.input, key=args.key, series=args.series)
     dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
     prior: str | np.ndarray = zoo.prior_argument(card, args.prior)
@@ -257,7 +264,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     denoised = denoise_array(
         model, volume.array, zoo.normalizer(card), prior=prior, prior_options=zoo.prior_options(card),
         tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-        progress=not args.quiet,
+        progress=not args.quiet, sigma=args.sigma,
     )
     dtype = None if args.output_dtype == "same" else args.output_dtype
     dp.write_volume(denoised, args.output, like=volume, force=args.force, dtype=dtype)

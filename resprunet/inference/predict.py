@@ -49,6 +49,23 @@ def _model_batch(
     return out[:, np.newaxis] if ndim == 2 else out
 
 
+class _WithNoiseLevel:
+    """A noise-conditioned model given its constant ``"sigma"`` map with every batch (the
+    rest of the model's attributes pass through)."""
+
+    def __init__(self, model: Any, sigma: float) -> None:
+        self.model = model
+        self.sigma = float(sigma)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def predict_on_batch(self, inputs: Any) -> Any:
+        named = dict(inputs) if isinstance(inputs, dict) else {"noisy": inputs}
+        named["sigma"] = np.full(named["noisy"].shape[:-1] + (1,), self.sigma, np.float32)
+        return self.model.predict_on_batch(named)
+
+
 def _predict_in_chunks(
     model: Any,
     tiles: np.ndarray,
@@ -162,6 +179,7 @@ def predict_volume(
     out: np.ndarray | str | os.PathLike | Any | None = None,
     progress: bool = True,
     memory_budget: float | None = None,
+    sigma: float | None = None,
 ) -> np.ndarray:
     """Denoise a 2D image or a volume with a Keras model, tile by tile.
 
@@ -208,6 +226,10 @@ def predict_volume(
     memory_budget : float, optional
         Bytes the default tiling may fill; None: :func:`~resprunet.inference.tiles.memory_budget`
         (25 % of the available RAM, at most 4 GiB). Not used with an explicit ``tile_shape``.
+    sigma : float, optional
+        Noise standard deviation of ``x`` (normalised units), given as a constant map to a
+        model conditioned on the noise level (a ``"sigma"`` input); required for such a
+        model, ignored otherwise.
 
     Returns
     -------
@@ -248,6 +270,12 @@ def predict_volume(
                       "prior", ndim, int(info.channels))
     elif prior is not None:
         log.warning("the model takes no prior; the prior given is ignored")
+    if info.needs_sigma:
+        if sigma is None or not np.isfinite(sigma) or sigma < 0:
+            raise InvalidDataError(
+                f"this model is conditioned on the noise level: give sigma >= 0 in normalised units, got {sigma}"
+            )
+        model = _WithNoiseLevel(model, sigma)
 
     out_channels = int(model.outputs[0].shape[-1])
     out_shape = tuple(x_in.shape[:-1]) if x_in.ndim == 4 else tuple(x_in.shape)
@@ -312,6 +340,7 @@ def denoise_array(
     overlap: float = 0.25,
     batch_size: int = 4,
     progress: bool = True,
+    sigma: float | None = None,
 ) -> np.ndarray:
     """Denoise an array in source units (HU, counts): normalise, predict, invert exactly.
 
@@ -341,6 +370,10 @@ def denoise_array(
         include_self), e.g. from the model card.
     tile_shape, overlap, batch_size, progress
         See :func:`predict_volume`.
+    sigma : float, optional
+        For a model conditioned on the noise level: the noise standard deviation in the
+        model's normalised units; None estimates it from the normalised input
+        (:func:`resprunet.variational.estimate_noise_sigma`, logged). Ignored by other models.
 
     Returns
     -------
@@ -359,7 +392,7 @@ def denoise_array(
     info = _model_info(model)
     if isinstance(prior, str) and prior == "temporal":
         return _denoise_frames(model, array, normalizer, info.needs_prior, tile_shape=tile_shape,
-                               overlap=overlap, batch_size=batch_size, progress=progress)
+                               overlap=overlap, batch_size=batch_size, progress=progress, sigma=sigma)
     if info.ndim == 3 and array.shape[0] < 2:
         raise InvalidDataError(
             f"the input is a single 2D slice (shape {array.shape}); this 3D model needs a "
@@ -397,8 +430,14 @@ def denoise_array(
                 "this model needs a prior: use prior='auto' (neighbour slices) or give an array"
             )
         p = dp.neighbour_slice_prior(x, **(prior_options or {}))
+    if info.needs_sigma and sigma is None:
+        from ..variational import estimate_noise_sigma
+
+        sigma = estimate_noise_sigma(x[..., 0] if x.ndim == 4 else x)
+        log.info("noise level estimated from the input: sigma %.4f (normalised units); "
+                 "give it (--sigma) if known", sigma)
     y = predict_volume(model, x, p, tile_shape=tile_shape, overlap=overlap,
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, sigma=sigma)
     out = np.clip(norm.inverse(y), np.min(array), np.max(array))
     if replacements.size:
         first_channel = (lambda a: a[..., 0]) if array.ndim == 4 else (lambda a: a)

@@ -32,6 +32,9 @@ class ModelInfo:
         Channels of the ``"noisy"`` input (and of the output).
     needs_prior : bool
         True when the model has a ``"prior"`` input (call it with ``{"noisy": x, "prior": p}``).
+    needs_sigma : bool
+        True when the model is conditioned on the noise level: an input ``"sigma"``, a map of
+        the noise standard deviation in normalised units.
     divisor : int
         Every spatial size of the input must be a multiple of this.
     receptive_field : int
@@ -44,6 +47,7 @@ class ModelInfo:
     needs_prior: bool
     divisor: int
     receptive_field: int
+    needs_sigma: bool = False
 
 
 def describe(model: keras.Model) -> ModelInfo:
@@ -75,6 +79,7 @@ def describe(model: keras.Model) -> ModelInfo:
         needs_prior="prior" in inputs,
         divisor=divisor,
         receptive_field=receptive_field,
+        needs_sigma="sigma" in inputs,
     )
 
 

@@ -112,6 +112,7 @@ def unet(
     pooling: str = "max",
     residual: bool = True,
     final_activation: str | None = None,
+    noise_map: bool = False,
 ) -> keras.Model:
     """Build a 2D or 3D U-Net denoiser.
 
@@ -140,17 +141,23 @@ def unet(
         Add the input to the output (the network learns the noise).
     final_activation : {None, "sigmoid", "relu"}
         Applied last (after the residual sum).
+    noise_map : bool
+        Condition on the noise level: a second input ``"sigma"`` (one channel, the noise
+        standard deviation of each voxel in normalised units; a constant map for white
+        noise) is concatenated to ``"noisy"``, so one blind model adapts to every level.
 
     Returns
     -------
     keras.Model
-        Named ``"unet"``, one input ``"noisy"`` of shape ``(None,) * ndim + (channels,)``,
-        float32 output of the same shape.
+        Named ``"unet"``, input ``"noisy"`` of shape ``(None,) * ndim + (channels,)`` (and
+        ``"sigma"`` of ``(None,) * ndim + (1,)`` with ``noise_map``), float32 output of the
+        shape of ``"noisy"``.
     """
     check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation)
     noisy = image_input(ndim, channels, "noisy")
+    inputs = [noisy, image_input(ndim, 1, "sigma")] if noise_map else [noisy]
     features = unet_features(
-        noisy,
+        layers.Concatenate(name="noisy_and_sigma")(inputs) if noise_map else noisy,
         ndim,
         depth=depth,
         filters=filters,
@@ -165,4 +172,4 @@ def unet(
         skip=noisy if residual else None,
         final_activation=final_activation,
     )
-    return keras.Model(noisy, out, name="unet")
+    return keras.Model(inputs if noise_map else noisy, out, name="unet")

@@ -86,8 +86,9 @@ class ImagePanel(keras.callbacks.Callback):
         self._writer: Any = None
 
     def _columns(self, denoised: np.ndarray) -> list[np.ndarray]:
-        if isinstance(self.inputs, dict):
-            return [self.inputs["noisy"], self.inputs["prior"], denoised, self.clean]
+        if isinstance(self.inputs, dict):  # the prior, if any; never the noise-level map
+            shown = [self.inputs[k] for k in ("noisy", "prior") if k in self.inputs]
+            return [*shown, denoised, self.clean]
         return [self.inputs, denoised, self.clean]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

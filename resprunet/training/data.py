@@ -128,6 +128,8 @@ def validation_baseline(val: Any) -> dict[str, float]:
         named = dict(inputs) if isinstance(inputs, dict) else {"noisy": inputs}
         target = np.asarray(clean, np.float64)
         for name, value in named.items():
+            if name == "sigma":  # the noise-level map is not an estimate of the image
+                continue
             err = np.mean((np.asarray(value, np.float64) - target) ** 2, axis=tuple(range(1, target.ndim)))
             scores.setdefault(f"{name}_psnr", []).extend(10 * np.log10(1.0 / np.maximum(err, 1e-12)))
     return {key: round(float(np.mean(values)), 3) for key, values in scores.items()}
@@ -265,6 +267,7 @@ def build_training_data(
     panel_samples: int = 2,
     batch_size: int | None = None,
     stream_seed: int | None = None,
+    noise_level: bool = False,
 ) -> TrainingData:
     """Load, split and serve the data of a run.
 
@@ -282,6 +285,9 @@ def build_training_data(
     stream_seed : int, optional
         Seed of the training stream only (a multi-worker run gives each worker its own,
         while the split and the validation patches stay the same on every worker).
+    noise_level : bool
+        Serve each patch's noise sigma as the ``"sigma"`` input (a model built with
+        ``noise_map``).
 
     Returns
     -------
@@ -297,12 +303,13 @@ def build_training_data(
         train_vols, patch_shape=tuple(config.patch_shape), batch_size=batch,
         seed=seed if stream_seed is None else stream_seed,
         training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
-        prior=dataset_prior(config, train_vols), **options,
+        prior=dataset_prior(config, train_vols), noise_level=noise_level, **options,
     )
     val = dp.make_dataset(
         val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
         batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
-        patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols), **options,
+        patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols),
+        noise_level=noise_level, **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
     panel_inputs = (

@@ -136,6 +136,7 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
             config.data, config.seed, config.callbacks.panel_samples,
             batch_size=config.data.batch_size // replicas,
             stream_seed=config.seed + 1000 * worker_index(),
+            noise_level=bool(config.model.options.get("noise_map")),
         )
         train_ds = strategy.distribute_datasets_from_function(lambda context: data.train)
         steps = -(-config.data.patches_per_epoch // config.data.batch_size)

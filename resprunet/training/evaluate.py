@@ -65,8 +65,15 @@ def evaluate_volume(
     noise_spec = config.eval_noise or config.noise
     noisy = make_noise(noise_spec, "data.eval_noise")(clean, np.random.default_rng(seed)).astype(np.float32)
     tile = tuple(2 * p for p in config.patch_shape)
-    options = {"prior_options": dict(config.prior_options), "tile_shape": tile, "progress": False}
     noisy_source = reference.inverse(noisy)
+    sigma = noise_spec.get("sigma") if noise_spec.get("kind") == "gaussian" else None
+    if isinstance(sigma, (int, float)):  # a noise-conditioned model is told the true sigma,
+        model_units = make_normalizer(config.normalize).fit(noisy_source)  # in its own units
+        sigma = float(sigma) * (reference.high - reference.low) / (model_units.high - model_units.low)
+    else:
+        sigma = None
+    options = {"prior_options": dict(config.prior_options), "tile_shape": tile, "progress": False,
+               "sigma": sigma}
     if noisy.ndim == 4 and config.prior == "temporal":  # every frame, beside the mean of all
         denoised_source = denoise_array(model, noisy_source, make_normalizer(config.normalize),
                                         prior="temporal", **options)

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from ..runtime import precision_policy
+from ..models import describe
 from .build import build_model, compile_model, start_runtime
 from .callbacks import make_callbacks
 from .config import TrainConfig
@@ -64,7 +65,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
                 strategy = tf.distribute.get_strategy()
             with strategy.scope():
                 model = build_model(config)
-            data = build_training_data(config.data, config.seed, config.callbacks.panel_samples)
+            data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
+                                       noise_level=describe(model).needs_sigma)
             with strategy.scope():
                 compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
