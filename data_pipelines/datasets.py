@@ -216,7 +216,8 @@ class _PatchSampler:
             noise = self.noise.realise(rng) if self.spec.noise_level else self.noise  # type: ignore[union-attr]
             noisy = noise(slab[..., :frames], rng)  # type: ignore[misc]
             offset, scale = self.to_model[volume]
-            sigma = float(getattr(noise, "sigma", 0.0)) / scale
+            if self.spec.noise_level:
+                sigma = float(noise.sigma) / scale  # type: ignore[union-attr]
             if (offset, scale) != (0.0, 1.0):
                 slab = ((slab - offset) / scale).astype(np.float32)
                 noisy = ((noisy - offset) / scale).astype(np.float32)

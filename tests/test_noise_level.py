@@ -108,3 +108,11 @@ def test_training_and_the_cli_pass_the_noise_level(tmp_path, capsys):
     expected = denoise_array(model, volume.array.astype(np.float32), dp.Normalizer.percentile(1, 99.8),
                              sigma=0.15, progress=False)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-4)
+
+
+def test_a_blind_range_without_the_noise_level_is_served_as_before():
+    volume = _smooth((4, 64, 64))
+    ds = dp.make_dataset([volume], patch_shape=(32, 32), noise=dp.GaussianNoise((0.0, 0.2)),
+                         batch_size=4, patches_per_epoch=4)
+    noisy, clean = next(iter(ds))
+    assert not isinstance(noisy, dict) and noisy.shape == clean.shape == (4, 32, 32, 1)
