@@ -53,11 +53,14 @@ class _Spec:
     prior: str | None  # None, "neighbour", "temporal", "external"
     prior_options: dict[str, Any]  # size, decay, include_self of the neighbour prior
     noise_level: bool = False  # also serve each patch's noise sigma as a map, input "sigma"
+    context: int = 0  # 2D: noisy slices on each side served as channels, input "context"
 
     @property
     def margin(self) -> int:
-        """Slices read above and below each crop (the neighbour prior's half window)."""
-        return int(self.prior_options["size"]) // 2 if self.prior == "neighbour" else 0
+        """Slices read above and below each crop (the neighbour prior's half window, the
+        context slices)."""
+        prior = int(self.prior_options["size"]) // 2 if self.prior == "neighbour" else 0
+        return max(prior, self.context)
 
     @property
     def min_depth(self) -> int:
@@ -265,6 +268,11 @@ def _element_fn(sampler: _PatchSampler) -> Any:
             inputs["prior"] = prior
         if spec.noise_level:
             inputs["sigma"] = tf.fill(tf.shape(inputs["noisy"]), sigma)
+        if spec.context:  # z-1, z+1, z-2, z+2, ...: zeros beyond the volume (as at inference)
+            m = spec.margin
+            order = [m + sign * k for k in range(1, spec.context + 1) for sign in (-1, 1)]
+            inputs["context"] = tf.concat(
+                [noisy[i] * valid[i] for i in order], axis=-1)
         return (inputs if len(inputs) > 1 else inputs["noisy"]), core(clean)
 
     return element
@@ -317,6 +325,7 @@ def make_dataset(
     memory_budget: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     noise_level: bool = False,
+    context: int = 0,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(inputs, clean)`` training or validation patches.
 
@@ -383,6 +392,10 @@ def make_dataset(
         units, as a constant map ``inputs["sigma"]`` of the noisy patch's shape (for models
         conditioned on the noise level). Needs synthetic Gaussian noise; with a (low, high)
         sigma range, each patch's sigma is drawn from it.
+    context : int
+        2D patches only ("2.5D"): also serve the ``context`` noisy slices above and below
+        each patch slice as channels of ``inputs["context"]`` (z-1, z+1, z-2, z+2, ...;
+        zeros beyond the volume), with the same noise draw as the patch.
 
     Returns
     -------
@@ -416,6 +429,8 @@ def make_dataset(
         noise = None
     elif noise is None:
         raise ValueError("no noise: give a NoiseModel as noise, or real noisy volumes as noisy")
+    if context and len(patch_shape) != 2:
+        raise ValueError(f"context (neighbouring slices as channels) needs 2D patches, got {patch_shape}")
     if noise_level and not isinstance(noise, GaussianNoise):
         raise ValueError("noise_level=True needs synthetic Gaussian noise (a GaussianNoise), "
                          f"got {noise!r}")
@@ -437,6 +452,7 @@ def make_dataset(
         prior=kind,
         prior_options=options,
         noise_level=noise_level,
+        context=int(context),
     )
     noisy_items = _check_list("noisy", noisy, len(volumes))
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]

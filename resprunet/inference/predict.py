@@ -38,13 +38,14 @@ def _pad_to(block: np.ndarray, shape: Shape3) -> np.ndarray:
 
 
 def _model_batch(
-    model: Any, tiles: np.ndarray, priors: np.ndarray | None, ndim: int
+    model: Any, tiles: np.ndarray, extras: dict[str, np.ndarray], ndim: int
 ) -> np.ndarray:
-    """Run one batch (b, z, y, x, c) through the model; returns float32 (b, z, y, x, c')."""
+    """Run one batch (b, z, y, x, c) through the model, with its other inputs (``"prior"``,
+    ``"context"``) cut alike; returns float32 (b, z, y, x, c')."""
     if ndim == 2:
         tiles = tiles[:, 0]
-        priors = None if priors is None else priors[:, 0]
-    inputs: Any = tiles if priors is None else {"noisy": tiles, "prior": priors}
+        extras = {name: e[:, 0] for name, e in extras.items()}
+    inputs: Any = {"noisy": tiles, **extras} if extras else tiles
     out = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
     return out[:, np.newaxis] if ndim == 2 else out
 
@@ -69,7 +70,7 @@ class _WithNoiseLevel:
 def _predict_in_chunks(
     model: Any,
     tiles: np.ndarray,
-    priors: np.ndarray | None,
+    extras: dict[str, np.ndarray],
     ndim: int,
     batch_size: list[int],
 ) -> np.ndarray:
@@ -81,7 +82,7 @@ def _predict_in_chunks(
         chunk = slice(i, i + size)
         try:
             outputs.append(
-                _model_batch(model, tiles[chunk], None if priors is None else priors[chunk], ndim)
+                _model_batch(model, tiles[chunk], {k: e[chunk] for k, e in extras.items()}, ndim)
             )
         except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
             if not _is_oom(exc):
@@ -101,7 +102,7 @@ def _predict_in_chunks(
 def _run_grid(
     model: Any,
     x: np.ndarray,
-    prior: np.ndarray | None,
+    extras: dict[str, np.ndarray],
     grid: TileGrid,
     weights: np.ndarray,
     ndim: int,
@@ -110,7 +111,8 @@ def _run_grid(
     out_channels: int,
     progress: bool,
 ) -> None:
-    """Predict every tile of ``grid``, blend with ``weights`` (the tile's shape) into ``sink``."""
+    """Predict every tile of ``grid``, blend with ``weights`` (the tile's shape) into ``sink``;
+    ``extras`` are the model's other (z, y, x, c) inputs by name, cut like ``x``."""
     acc = SlabAccumulator(sink, x.shape[1:3], out_channels)
     starts = list(grid)
     z_len = x.shape[0]
@@ -118,15 +120,16 @@ def _run_grid(
         b = 0
         while b < len(starts):
             batch = starts[b : b + batch_size[0]]
-            tiles, priors = [], []
+            tiles: list[np.ndarray] = []
+            cut: dict[str, list[np.ndarray]] = {name: [] for name in extras}
             for z0, y0, x0 in batch:
                 region = (slice(z0, z0 + grid.tile_shape[0]), slice(y0, y0 + grid.tile_shape[1]),
                           slice(x0, x0 + grid.tile_shape[2]))
                 tiles.append(_pad_to(np.asarray(x[region], np.float32), grid.tile_shape))
-                if prior is not None:
-                    priors.append(_pad_to(np.asarray(prior[region], np.float32), grid.tile_shape))
+                for name, extra in extras.items():
+                    cut[name].append(_pad_to(np.asarray(extra[region], np.float32), grid.tile_shape))
             pred = _predict_in_chunks(
-                model, np.stack(tiles), np.stack(priors) if priors else None, ndim, batch_size
+                model, np.stack(tiles), {k: np.stack(v) for k, v in cut.items()}, ndim, batch_size
             )
             for (z0, y0, x0), p in zip(batch, pred):
                 dz, dy, dx = (min(t, n - s) for t, n, s in
@@ -135,9 +138,20 @@ def _run_grid(
             b += len(batch)
             done = starts[b][0] if b < len(starts) else z_len
             acc.flush(done)
-            for source in (x, prior):  # input rows below ``done`` are not read again
+            for source in (x, *extras.values()):  # input rows below ``done`` are not read again
                 release_pages(source, 0, done)
             bar.update(len(batch))
+
+
+def context_slices(x: np.ndarray, context: int) -> np.ndarray:
+    """The ``context`` slices above and below every slice of a (z, y, x, c) array as
+    channels, (z, y, x, 2 context c), ordered z-1, z+1, z-2, z+2, ...; zeros beyond the
+    volume (as :func:`data_pipelines.make_dataset` serves them in training)."""
+    z = x.shape[0]
+    padded = np.pad(np.asarray(x, np.float32), [(context, context)] + [(0, 0)] * (x.ndim - 1))
+    parts = [padded[context + sign * k : context + sign * k + z]
+             for k in range(1, context + 1) for sign in (-1, 1)]
+    return np.concatenate(parts, axis=-1)
 
 
 def _model_info(model: Any) -> Any:
@@ -270,6 +284,9 @@ def predict_volume(
                       "prior", ndim, int(info.channels))
     elif prior is not None:
         log.warning("the model takes no prior; the prior given is ignored")
+    extras = {} if p4 is None else {"prior": p4}
+    if info.context:  # a 2.5D model: the neighbouring slices of every slice as channels
+        extras["context"] = context_slices(x4, int(info.context))
     if info.needs_sigma:
         if sigma is None or not np.isfinite(sigma) or sigma < 0:
             raise InvalidDataError(
@@ -309,7 +326,7 @@ def predict_volume(
         while True:
             weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
             try:
-                _run_grid(model, x4, p4, grid, weights, ndim, batch, Sink(target), out_channels,
+                _run_grid(model, x4, extras, grid, weights, ndim, batch, Sink(target), out_channels,
                           progress)
                 break
             except _OutOfMemory as exc:

@@ -35,6 +35,9 @@ class ModelInfo:
     needs_sigma : bool
         True when the model is conditioned on the noise level: an input ``"sigma"``, a map of
         the noise standard deviation in normalised units.
+    context : int
+        Neighbouring slices on each side a 2D ("2.5D") model takes in its ``"context"``
+        input (z-1, z+1, z-2, z+2, ... as channels); 0 without that input.
     divisor : int
         Every spatial size of the input must be a multiple of this.
     receptive_field : int
@@ -48,6 +51,7 @@ class ModelInfo:
     divisor: int
     receptive_field: int
     needs_sigma: bool = False
+    context: int = 0
 
 
 def describe(model: keras.Model) -> ModelInfo:
@@ -80,6 +84,7 @@ def describe(model: keras.Model) -> ModelInfo:
         divisor=divisor,
         receptive_field=receptive_field,
         needs_sigma="sigma" in inputs,
+        context=int(inputs["context"].shape[-1]) // (2 * int(shape[-1])) if "context" in inputs else 0,
     )
 
 

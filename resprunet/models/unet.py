@@ -113,6 +113,7 @@ def unet(
     residual: bool = True,
     final_activation: str | None = None,
     noise_map: bool = False,
+    context: int = 0,
 ) -> keras.Model:
     """Build a 2D or 3D U-Net denoiser.
 
@@ -145,19 +146,31 @@ def unet(
         Condition on the noise level: a second input ``"sigma"`` (one channel, the noise
         standard deviation of each voxel in normalised units; a constant map for white
         noise) is concatenated to ``"noisy"``, so one blind model adapts to every level.
+    context : int
+        2D only, "2.5D": a third input ``"context"`` holding the ``context`` noisy slices
+        above and below each slice (``2 * context * channels`` channels, nearest first:
+        z-1, z+1, z-2, z+2, ...; zeros beyond the volume) is concatenated to ``"noisy"``,
+        so a 2D network sees the neighbouring slices of a thick-slice volume. 0: none.
 
     Returns
     -------
     keras.Model
         Named ``"unet"``, input ``"noisy"`` of shape ``(None,) * ndim + (channels,)`` (and
-        ``"sigma"`` of ``(None,) * ndim + (1,)`` with ``noise_map``), float32 output of the
-        shape of ``"noisy"``.
+        ``"sigma"`` of ``(None,) * ndim + (1,)`` with ``noise_map``, ``"context"`` with
+        ``context``), float32 output of the shape of ``"noisy"``.
     """
     check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation)
+    if context and ndim != 2:
+        raise ValueError(f"context (neighbouring slices as channels) is for 2D models; got ndim={ndim}")
+    check_positive("context", context + 1)
     noisy = image_input(ndim, channels, "noisy")
-    inputs = [noisy, image_input(ndim, 1, "sigma")] if noise_map else [noisy]
+    inputs = [noisy]
+    if noise_map:
+        inputs.append(image_input(ndim, 1, "sigma"))
+    if context:
+        inputs.append(image_input(ndim, 2 * context * channels, "context"))
     features = unet_features(
-        layers.Concatenate(name="noisy_and_sigma")(inputs) if noise_map else noisy,
+        layers.Concatenate(name="inputs")(inputs) if len(inputs) > 1 else noisy,
         ndim,
         depth=depth,
         filters=filters,
@@ -172,4 +185,4 @@ def unet(
         skip=noisy if residual else None,
         final_activation=final_activation,
     )
-    return keras.Model(inputs if noise_map else noisy, out, name="unet")
+    return keras.Model(inputs if len(inputs) > 1 else noisy, out, name="unet")

@@ -128,7 +128,7 @@ def validation_baseline(val: Any) -> dict[str, float]:
         named = dict(inputs) if isinstance(inputs, dict) else {"noisy": inputs}
         target = np.asarray(clean, np.float64)
         for name, value in named.items():
-            if name == "sigma":  # the noise-level map is not an estimate of the image
+            if name in ("sigma", "context"):  # a noise map and other slices: no estimates
                 continue
             err = np.mean((np.asarray(value, np.float64) - target) ** 2, axis=tuple(range(1, target.ndim)))
             scores.setdefault(f"{name}_psnr", []).extend(10 * np.log10(1.0 / np.maximum(err, 1e-12)))
@@ -268,6 +268,7 @@ def build_training_data(
     batch_size: int | None = None,
     stream_seed: int | None = None,
     noise_level: bool = False,
+    context: int = 0,
 ) -> TrainingData:
     """Load, split and serve the data of a run.
 
@@ -288,6 +289,9 @@ def build_training_data(
     noise_level : bool
         Serve each patch's noise sigma as the ``"sigma"`` input (a model built with
         ``noise_map``).
+    context : int
+        Serve that many neighbouring noisy slices on each side as the ``"context"`` input
+        (a 2.5D model built with ``context``).
 
     Returns
     -------
@@ -303,13 +307,14 @@ def build_training_data(
         train_vols, patch_shape=tuple(config.patch_shape), batch_size=batch,
         seed=seed if stream_seed is None else stream_seed,
         training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
-        prior=dataset_prior(config, train_vols), noise_level=noise_level, **options,
+        prior=dataset_prior(config, train_vols), noise_level=noise_level, context=context,
+        **options,
     )
     val = dp.make_dataset(
         val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
         batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
         patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols),
-        noise_level=noise_level, **options,
+        noise_level=noise_level, context=context, **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
     panel_inputs = (

@@ -137,6 +137,7 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
             batch_size=config.data.batch_size // replicas,
             stream_seed=config.seed + 1000 * worker_index(),
             noise_level=bool(config.model.options.get("noise_map")),
+            context=int(config.model.options.get("context", 0)),
         )
         train_ds = strategy.distribute_datasets_from_function(lambda context: data.train)
         steps = -(-config.data.patches_per_epoch // config.data.batch_size)

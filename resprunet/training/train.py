@@ -65,8 +65,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
                 strategy = tf.distribute.get_strategy()
             with strategy.scope():
                 model = build_model(config)
+            info = describe(model)
             data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
-                                       noise_level=describe(model).needs_sigma)
+                                       noise_level=info.needs_sigma, context=info.context)
             with strategy.scope():
                 compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
