@@ -200,15 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu}")
     results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "sigmas": sigmas,
                                "bm3d_bm4d": bm, "cases": {}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
+    out = RESULTS / f"bench_quality_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if args.case and case.name not in args.case:
                 continue
             results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
-    out = RESULTS / f"bench_quality_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
-    out.write_text(json.dumps(results, indent=1))
+            out.write_text(json.dumps(results, indent=1))  # after every case: nothing lost
     print(f"wrote {out}")
     return 0
 

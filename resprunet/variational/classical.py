@@ -68,11 +68,12 @@ def nl_means_denoise(
     f = as_float_image(noisy, "noisy")
     if not h > 0:
         raise ValueError(f"h must be > 0 (data units), got {h!r}")
+    single = f.ndim == 3 and f.shape[0] == 1  # a one-slice volume: skimage would drop the axis
     out = restoration.denoise_nl_means(
-        f, h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance,
-        fast_mode=fast_mode, channel_axis=None,
+        f[0] if single else f, h=h, sigma=sigma, patch_size=patch_size,
+        patch_distance=patch_distance, fast_mode=fast_mode, channel_axis=None,
     )
-    return out.astype(output_dtype(noisy), copy=False)
+    return out.reshape(f.shape).astype(output_dtype(noisy), copy=False)
 
 
 def wavelet_denoise(
