@@ -21,7 +21,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -30,11 +29,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+from bench_training import result_path  # noqa: E402  (the shared results file name)
 
 TRAIN = ("693_UNCR.dcm", "explicit_VR-UN.dcm")
 TEST = ("CT_small.dcm", "J2K_pixelrep_mismatch.dcm")
@@ -139,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"cpu": cpu, "date": _dt.date.today().isoformat(), "args": vars(args), "train": TRAIN,
                "test": TEST, "training": training, "table": table}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
-    out = RESULTS / f"bench_conditioning_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
+    out = result_path("conditioning" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0

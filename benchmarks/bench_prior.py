@@ -36,7 +36,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -47,11 +46,13 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+from bench_training import result_path  # noqa: E402  (the shared results file name)
 from resprunet.training.data import make_normalizer  # noqa: E402
 
 BINS_KEV = (40.0, 50.0, 60.0, 80.0, 100.0)
@@ -275,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{method:24s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.1f}")
                 print("training:", json.dumps(training), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
-    out = RESULTS / f"bench_prior_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
+    out = result_path("prior" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0

@@ -40,7 +40,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -51,11 +50,13 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+from bench_training import result_path  # noqa: E402  (the shared results file name)
 
 PG_PHOTONS, PG_READ = 30.0, 0.02
 
@@ -201,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "sigmas": sigmas,
                                "bm3d_bm4d": bm, "cases": {}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
-    out = RESULTS / f"bench_quality_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
+    out = result_path("quality" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if args.case and case.name not in args.case:

@@ -18,7 +18,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -27,9 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import data_pipelines  # noqa: E402,F401  (sets oneDNN on before TensorFlow loads)
+from bench_training import result_path  # noqa: E402  (the shared results file name)
 
 RECIPES: dict[str, list[str]] = {
     "2D U-Net": ["model.ndim=2", "data.patch_shape=[64, 64]", "data.val_patch_shape=[32, 32]",
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:26s} {row['train_seconds']:8.0f} {row['psnr']:8.2f} {row['ssim']:7.4f}  {row['ssim_kind']}")
     results = {"cpu": cpu, "date": _dt.date.today().isoformat(), "args": vars(args), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", str(cpu.get("model", "cpu")).lower()).strip("-")
-    out = RESULTS / f"bench_recipes_{slug}_{results['date']}{'_quick' if args.quick else ''}.json"
+    out = result_path("recipes" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0
