@@ -23,7 +23,8 @@ from typing import Any
 from .safe_yaml import YamlLimitError, load_yaml
 
 __all__ = [
-    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_argument", "prior_options", "HeldOut", "heldout_case",
+    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_argument",
+    "prior_options", "HeldOut", "heldout_case",
     "evaluate", "scores",
 ]
 

@@ -213,7 +213,8 @@ def predict_volume(
     tile_shape : tuple of int, optional
         (z, y, x) tile in voxels ((y, x) for a 2D model); rounded up to the model's divisor,
         raised to the least the model's receptive field needs and clipped to the volume;
-        the result equals the whole-volume prediction to float rounding. None (the default): planned from memory by
+        the result equals the whole-volume prediction to float rounding. None (the
+        default): planned from memory by
         :func:`resprunet.inference.tiles.plan_auto_tiles`: the whole volume (a 2D model:
         whole slices) when the model's estimated activations
         (:func:`~resprunet.inference.tiles.activation_bytes_per_voxel`) fit
@@ -380,8 +381,9 @@ def denoise_array(
         normalised input (with ``prior_options``); ``"temporal"`` denoises each frame of a
         (z, y, x, t) ``array`` with the mean of all frames as its prior (time frames, or the
         bins of a spectral CT: the energy-integrated image), one normaliser fitted on all
-        frames; an array (source units, shape of ``array``) is normalised with the same map. Ignored for a model without a prior
-        input (an array given to such a model is an error).
+        frames; an array (source units, shape of ``array``) is normalised with the same
+        map. Ignored for a model without a prior input (an array given to such a model is
+        an error).
     prior_options : dict, optional
         Keyword arguments of :func:`data_pipelines.neighbour_slice_prior` (size, decay,
         include_self), e.g. from the model card.

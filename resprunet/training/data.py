@@ -247,7 +247,7 @@ def spectral(volume: dp.Volume, bins_kev: tuple[float, ...]) -> dp.Volume:
 
 def frames(volume: dp.Volume) -> list[dp.Volume]:
     """The frames (last axis) of a (z, y, x, t) volume as separate (z, y, x) volumes."""
-    return [dp.Volume(volume.array[..., t], volume.spacing, volume.meta, f"{volume.source}#frame{t}")
+    return [dp.Volume(volume.array[..., t], volume.spacing, volume.meta, f"{volume.source or volume.name}#frame{t}")
             for t in range(volume.array.shape[-1])]
 
 
