@@ -431,6 +431,8 @@ def make_dataset(
         raise ValueError("no noise: give a NoiseModel as noise, or real noisy volumes as noisy")
     if context and len(patch_shape) != 2:
         raise ValueError(f"context (neighbouring slices as channels) needs 2D patches, got {patch_shape}")
+    if context and prior is not None:
+        raise ValueError("context (neighbouring slices as channels) cannot be combined with a prior")
     if noise_level and not isinstance(noise, GaussianNoise):
         raise ValueError("noise_level=True needs synthetic Gaussian noise (a GaussianNoise), "
                          f"got {noise!r}")

@@ -33,6 +33,8 @@ def test_the_pipeline_serves_the_neighbouring_slices_nearest_first():
     assert seen[0.1] == [0.0, 0.2, 0.0, 0.3]
     with pytest.raises(ValueError, match="needs 2D patches"):
         dp.make_dataset([_slices()], patch_shape=(2, 16, 16), context=1)
+    with pytest.raises(ValueError, match="cannot be combined with a prior"):
+        dp.make_dataset([_slices()], patch_shape=(16, 16), context=1, prior="neighbour")
 
 
 def test_inference_builds_the_same_context_and_the_model_uses_it(tmp_path):
