@@ -9,8 +9,9 @@ Each case is a clean real volume a zoo model never saw in training or checkpoint
 ===================  ======================================  =================================
 case                 source                                  zoo models (their training data)
 ===================  ======================================  =================================
-epi MRI              nibabel example4d (EPI, frame 0), 3D    unet3d_mri, respr_unet3d_mri
-                                                             (MNI152 template, t1_head)
+epi MRI              nibabel example4d (EPI, frame 0), 3D    unet3d_mri, blind_unet3d_mri,
+                                                             respr_unet3d_mri (MNI152
+                                                             template, t1_head)
 CT_small CT (HU)     pydicom CT_small.dcm (GE, 128 x 128)    unet2d_ct, blind_unet2d_ct
 head CT (HU)         pydicom J2K_pixelrep_mismatch.dcm       (CQ500 head 693_UNCR and
                      (512 x 512)                             Pancreas-CT explicit_VR-UN)
@@ -102,7 +103,7 @@ def _ct_subject(subject: int) -> Callable[[], np.ndarray]:
 CASES = (
     QualityCase("epi MRI", lambda: dp.sample("epi").array.astype(np.float32),
                 lambda: dp.sample("t1_head").array.astype(np.float32),
-                ("unet3d_mri", "respr_unet3d_mri"), 3),
+                ("unet3d_mri", "blind_unet3d_mri", "respr_unet3d_mri"), 3),
     QualityCase("CT_small CT", _pydicom("CT_small.dcm"), _ct_subject(1),
                 ("unet2d_ct", "blind_unet2d_ct"), 2),
     QualityCase("head CT", _pydicom("J2K_pixelrep_mismatch.dcm"), _ct_subject(1),
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                                "bm3d_bm4d": bm, "cases": {}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = result_path("quality" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
+    if args.case and out.exists():  # rerunning some cases: keep today's others
+        results["cases"] = json.loads(out.read_text())["cases"]
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if args.case and case.name not in args.case:

@@ -127,6 +127,22 @@ SPECS: dict[str, dict[str, Any]] = {
         "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1002),
         "tuning": _mri_recipe("mni152_t1", [[28, 52], [16, 80], [8, 72]], 0.1, 2002),
     },
+    "blind_unet3d_mri": {
+        "summary": "3D U-Net conditioned on the noise level, T1/EPI MR volumes (percentile-normalised), "
+                   "blind: Gaussian sigma drawn from (0.02, 0.15) per patch; give --sigma or let it be estimated",
+        "config": {"data": {"patch_shape": [16, 32, 32],
+                            "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": [0.02, 0.15]},
+                            "eval_noise": {"kind": "gaussian", "sigma": 0.1},
+                            "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
+                            "foreground": 0.5},
+                   "model": {"name": "unet", "ndim": 3, "filters": 16, "depth": 2, "batch_norm": False,
+                             "noise_map": True},
+                   "epochs": 24},
+        "train_files": "mri",
+        "data": {"train": MRI_TRAIN, "licence": MRI_LICENCE},
+        "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1005),
+        "tuning": _mri_recipe("mni152_t1", [[28, 52], [16, 80], [8, 72]], 0.1, 2005),
+    },
     "respr_unet3d_mri": {
         "summary": "ResPr-UNet 3D with the neighbour-slice prior (9 slices, decay 0.04, self excluded), "
                    "Gaussian noise sigma 0.1",
