@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from ..inference import denoise_array
+from ..models import describe
 from .config import DataConfig
 from .data import make_noise, make_normalizer
 from .metrics import psnr, ssim
@@ -67,11 +68,12 @@ def evaluate_volume(
     tile = tuple(2 * p for p in config.patch_shape)
     noisy_source = reference.inverse(noisy)
     sigma = noise_spec.get("sigma") if noise_spec.get("kind") == "gaussian" else None
-    if isinstance(sigma, (int, float)):  # a noise-conditioned model is told the true sigma,
-        model_units = make_normalizer(config.normalize).fit(noisy_source)  # in its own units
+    if describe(model).needs_sigma and isinstance(sigma, (int, float)):
+        # a noise-conditioned model is told the true sigma, in its own units
+        model_units = make_normalizer(config.normalize).fit(noisy_source)
         sigma = float(sigma) * (reference.high - reference.low) / (model_units.high - model_units.low)
     else:
-        sigma = None
+        sigma = None  # other models ignore it; a blind range is estimated
     options = {"prior_options": dict(config.prior_options), "tile_shape": tile, "progress": False,
                "sigma": sigma}
     if noisy.ndim == 4 and config.prior == "temporal":  # every frame, beside the mean of all
