@@ -133,7 +133,7 @@ def test_case_from_files_reads_and_normalises(tmp_path):
     for name, arr in (("clean", case.clean), ("noisy", case.noisy), ("prior", case.prior)):
         np.save(tmp_path / f"{name}.npy", (arr * 1000).astype(np.float32))
     loaded = Case.from_files(tmp_path / "clean.npy", tmp_path / "noisy.npy", tmp_path / "prior.npy")
-    assert loaded.name == "clean" and loaded.clean.shape == (64, 64)
+    assert loaded.name == tmp_path.name and loaded.clean.shape == (64, 64)  # "noisy" names a role only
     np.testing.assert_allclose(loaded.noisy, case.noisy * 1000, rtol=1e-6)
     scaled = Case.from_files(tmp_path / "clean.npy", tmp_path / "noisy.npy", normalizer=dp.Normalizer.minmax(),
                              name="n")
@@ -202,3 +202,129 @@ def test_concat_and_save_write_every_file(tmp_path):
     assert sorted(p.name for p in paths["figures"].iterdir()) == ["metrics.png", "slice_1.png", "vol.png"]
     with pytest.raises(ValueError, match="repeat"):
         Report.concat([parts[0], parts[0]])
+
+
+# ---- names, defaults, progress --------------------------------------------------------------
+def test_a_case_is_named_after_its_noisy_file_or_its_folder(tmp_path):
+    image = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    (tmp_path / "liver").mkdir()
+    for path in (tmp_path / "scan_clean.npy", tmp_path / "scan_noisy.npy", tmp_path / "liver" / "clean.npy",
+                 tmp_path / "liver" / "noisy.npy"):
+        np.save(path, image)
+    named = Case.from_files(tmp_path / "scan_clean.npy", tmp_path / "scan_noisy.npy")
+    assert named.name == "scan_noisy"
+    assert Case.from_files(tmp_path / "liver" / "clean.npy", tmp_path / "liver" / "noisy.npy").name == "liver"
+    assert Case.from_files(tmp_path / "liver" / "clean.npy", tmp_path / "liver" / "noisy.npy", name="x").name == "x"
+
+
+def test_default_metrics_do_not_repeat_the_relative_error():
+    case = _cases()[0]
+    rep = assess([Method.tv(0.08)], [case], progress=False)
+    assert rep.metrics == ("psnr", "ssim", "relative_error")
+    # with its default normalisation NRMSE is the relative error / 100: one of them is enough
+    out = rep.outputs[case.name]["tv"]
+    assert M.nrmse(case.clean, out) * 100 == pytest.approx(rep.value(case.name, "tv", "relative_error"))
+
+
+def test_progress_names_each_method_as_it_runs(capsys):
+    case = _cases()[0]
+    assess([Method.tv(0.08), Method("scaled", lambda noisy, prior=None: 0.9 * noisy)], [case], progress=True)
+    err = capsys.readouterr().err
+    assert "assess tv on slice 1" in err and "assess scaled on slice 1" in err and "2/2" in err
+
+
+# ---- maps, views and figures ----------------------------------------------------------------
+def test_error_map_is_the_relative_error_voxel_by_voxel():
+    case = _cases()[1]
+    out = tv_denoise(case.noisy, 0.05)
+    emap = M.error_map(case.clean, out)
+    assert emap.shape == case.clean.shape and emap.min() >= 0
+    assert np.sqrt(np.mean(emap**2)) == pytest.approx(M.relative_error(case.clean, out), rel=1e-9)
+    assert M.error_map(case.clean, case.clean).max() == 0
+    with pytest.raises(ValueError, match="zero on the region"):
+        M.error_map(np.zeros((4, 4)), np.ones((4, 4)))
+
+
+def test_edge_line_crosses_the_edge_from_dark_to_bright():
+    from resprunet.assess.views import edge_line
+
+    image = np.zeros((40, 60))
+    image[:, 37:] = 1.0  # one vertical edge between columns 36 and 37
+    line = edge_line(image, length=16)
+    (r0, c0), (r1, c1) = line.start, line.end
+    assert abs(r1 - r0) < 1e-6 and c1 - c0 == pytest.approx(15.0)  # horizontal, left to right
+    assert 34 <= (c0 + c1) / 2 <= 39 and 8 <= r0 <= 32  # centred on the edge, inside the image
+    profile = line.profile(image)
+    assert profile[0] == 0 and profile[-1] == 1 and np.all(np.diff(profile) >= 0)
+    assert line.distances()[0] == pytest.approx(-7.5)
+
+
+def test_orthogonal_slices_and_display_range():
+    from resprunet.assess.views import display_range, orthogonal_slices
+
+    vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    xy, xz, yz = orthogonal_slices(vol)
+    np.testing.assert_array_equal(xy, vol[2])
+    np.testing.assert_array_equal(xz, vol[:, 2, :])
+    np.testing.assert_array_equal(yz, vol[:, :, 3])
+    assert [v.shape for v in orthogonal_slices(vol, (0, 1, 2))] == [(5, 6), (4, 6), (4, 5)]
+    spiky = np.zeros(1000)
+    spiky[:500] = np.linspace(0, 1, 500)
+    spiky[0] = 1e6  # one hot voxel does not set the grey scale
+    low, high = display_range(spiky)
+    assert low == 0.0 and high < 2
+    assert display_range(np.full(9, 3.0)) == (3.0, 4.0)
+
+
+def test_case_figure_shows_images_ssim_and_error_maps_and_profiles(report):
+    from resprunet.assess.figures import case_figure
+    from resprunet.assess.views import edge_line, orthogonal_slices
+
+    vol = report.cases[1]
+    outputs = report.outputs["vol"]
+    fig = case_figure(vol, outputs, report._titles("vol"), 1.0)
+    panels = ["noisy", "prior", "tv", "spade", "scaled", "clean"]
+    image_axes = [ax for ax in fig.axes if ax.images]
+    # 3 views x 6 panels, SSIM and error maps for 5 of them (not the clean one)
+    assert len(image_axes) == 3 * 6 + 2 * 5
+    profile_ax = next(ax for ax in fig.axes if ax.get_xlabel().startswith("distance"))
+    lines = {line.get_label(): line.get_ydata() for line in profile_ax.get_lines()}
+    assert list(lines) == panels
+    line = edge_line(orthogonal_slices(vol.clean)[0])
+    np.testing.assert_allclose(lines["tv"], line.profile(outputs["tv"][vol.clean.shape[0] // 2]))
+    assert np.ptp(lines["clean"]) > 0.2  # the line does cross an edge
+    maps = [ax.images[0].get_array() for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "magma"]
+    expected = M.error_map(vol.clean, outputs["tv"])[vol.clean.shape[0] // 2]
+    np.testing.assert_allclose(maps[2], expected)  # columns: noisy, prior, tv, ...
+    ssim_maps = [ax.images[0].get_array() for ax in fig.axes
+                 if ax.images and ax.images[0].get_cmap().name == "viridis"]
+    np.testing.assert_allclose(ssim_maps[2], M.ssim_map(vol.clean, outputs["tv"], 1.0)[vol.clean.shape[0] // 2])
+
+
+def test_metrics_chart_axes_start_at_zero(report):
+    from resprunet.assess.figures import metrics_chart
+
+    fig = metrics_chart(report)
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert {"PSNR (dB)", "SSIM", "rel. error (%)", "time (s)"} <= set(titled)
+    for title in ("PSNR (dB)", "SSIM", "rel. error (%)"):
+        low, high = titled[title].get_ylim()
+        assert low == 0.0 and high > 0
+    assert titled["PSNR (dB)"].get_ylim()[1] >= max(r["psnr"] for r in report.rows)
+
+
+def test_volume_figure_shows_three_planes_to_scale_and_the_histogram(tmp_path):
+    from resprunet.assess.figures import volume_figure
+    from resprunet.assess.views import display_range
+
+    vol = dp.sample("t1_head")
+    fig = volume_figure(vol.array, vol.spacing, "t1_head", path=tmp_path / "look.png")
+    planes = [ax for ax in fig.axes if ax.images]
+    assert [ax.images[0].get_array().shape for ax in planes] == [(41, 33), (25, 33), (25, 41)]
+    low, high = display_range(vol.array)
+    assert planes[0].images[0].get_clim() == (low, high)
+    hist = fig.axes[-1]
+    assert sorted(line.get_xdata()[0] for line in hist.get_lines()) == [low, high]
+    assert "voxel size" in fig.get_suptitle() and "x".join(f"{s:g}" for s in vol.spacing) in fig.get_suptitle()
+    with Image.open(tmp_path / "look.png") as im:
+        assert im.size[0] > 800 and np.asarray(im.convert("L")).std() > 10

@@ -9,7 +9,7 @@ Importing this package does not import TensorFlow (only :meth:`Method.from_model
 from __future__ import annotations
 
 from . import metrics
-from .api import AssessError, Case, Method, MissingPriorError, assess, model_methods
+from .api import AssessError, Case, Method, MissingPriorError, assess, case_name, model_methods
 from .baselines import BASELINES, tuned_baselines
 from .report import Report
 
@@ -21,6 +21,7 @@ __all__ = [
     "MissingPriorError",
     "Report",
     "assess",
+    "case_name",
     "metrics",
     "model_methods",
     "tuned_baselines",

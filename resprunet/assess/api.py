@@ -15,6 +15,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -302,7 +303,9 @@ class Case:
         clean, noisy, prior : str or os.PathLike
             Files of the same shape.
         name : str, optional
-            Case name; default the clean file's name.
+            Case name; default :func:`case_name` of the noisy file: its name without suffix
+            (the image that was denoised, e.g. ``ct_noisy``), or its folder's name when the
+            file's name only says its role (``liver/noisy.png`` -> ``liver``).
         normalizer : data_pipelines.Normalizer, optional
             Fitted on the clean volume and applied unchanged to all three, so the metrics
             are in normalised units (use ``data_range=1``); kept as :attr:`units`. None:
@@ -310,19 +313,44 @@ class Case:
         """
         import data_pipelines as dp
 
-        clean_vol = dp.read_volume(clean)
-        arrays = [clean_vol.array, dp.read_volume(noisy).array] + ([dp.read_volume(prior).array] if prior else [])
+        clean_vol, noisy_vol = dp.read_volume(clean), dp.read_volume(noisy)
+        arrays = [clean_vol.array, noisy_vol.array] + ([dp.read_volume(prior).array] if prior else [])
         fitted = None
         if normalizer is not None:
             fitted = normalizer.fit(clean_vol.array)
             arrays = [fitted(a) for a in arrays]
         arrays = [_squeeze_image(a) for a in arrays]
-        return cls(arrays[0], arrays[1], arrays[2] if prior else None, name=name or clean_vol.name, units=fitted)
+        return cls(arrays[0], arrays[1], arrays[2] if prior else None, name=name or case_name(noisy_vol), units=fitted)
 
     @property
     def ndim(self) -> int:
         """2 for an image, 3 for a volume."""
         return self.clean.ndim
+
+
+#: File names that only say a file's role in a case; such a case is named after the folder.
+ROLE_NAMES = frozenset({"noisy", "noise", "input", "in", "image", "img", "data", "volume", "low_dose", "lowdose"})
+
+
+def case_name(noisy: Any) -> str:
+    """The name of a case read from files: after its noisy file, the image that was denoised.
+
+    Parameters
+    ----------
+    noisy : data_pipelines.Volume
+        The noisy volume as read (its ``source`` is the file or folder).
+
+    Returns
+    -------
+    str
+        The file's name without suffixes (``scan_noisy.nii.gz`` -> ``scan_noisy``), or, when
+        that name is only a role (one of :data:`ROLE_NAMES`, any case), the name of the folder
+        holding it (``liver/noisy.png`` -> ``liver``).
+    """
+    name = noisy.name.removesuffix(".png")  # Volume.name keeps a PNG file's suffix
+    if name.lower() in ROLE_NAMES and noisy.source:
+        return Path(noisy.source).resolve().parent.name or name
+    return name
 
 
 def _squeeze_image(array: np.ndarray) -> np.ndarray:
@@ -394,7 +422,7 @@ def _timed(method: Method, case: Case) -> tuple[np.ndarray, float, float]:
 def assess(
     methods: Sequence[Method],
     cases: Sequence[Case],
-    metrics: Sequence[str] = ("psnr", "ssim", "nrmse", "relative_error"),
+    metrics: Sequence[str] = ("psnr", "ssim", "relative_error"),
     mask: MaskSpec = None,
     data_range: float = 1.0,
     progress: bool = True,
@@ -412,14 +440,16 @@ def assess(
     metrics : sequence of str
         Names in :data:`resprunet.assess.metrics.METRICS`: "psnr" (dB), "ssim" (2D SSIM of
         an image, true 3D SSIM of a volume), "ssim_2d", "ssim_3d", "ssim_slicewise", "nrmse",
-        "relative_error" (%).
+        "relative_error" (%). The default leaves out "nrmse": with its default (Euclidean)
+        normalisation it is "relative_error" / 100, the same number twice.
     mask : array, callable or None
         Region for the metrics when a case has no mask of its own: a bool array of the
         cases' shape, or ``mask(clean) -> bool array``.
     data_range : float
         Range of the data for PSNR/SSIM (1.0 for normalised data).
     progress : bool
-        Show a progress bar over cases.
+        Show a progress bar over the runs (one per method and case), labelled with the
+        method and case running now, so a slow method (BM4D) is seen as such.
     keep_outputs : bool
         Keep each denoised array in the report (needed by :meth:`Report.plot`).
 
@@ -445,13 +475,14 @@ def assess(
     if started:
         tracemalloc.start()
     try:
-        bar = tqdm(cases, desc="assess", unit="case", disable=not progress)
-        for case in bar:
-            report.add(case.name, NOISY_ROW, case.noisy, seconds=0.0, peak_mb=0.0, keep=keep_outputs)
-            for method in methods:
-                bar.set_postfix_str(f"{case.name}: {method.name}")
-                out, seconds, peak_mb = _timed(method, case)
-                report.add(case.name, method.name, out, seconds=seconds, peak_mb=peak_mb, keep=keep_outputs)
+        with tqdm(total=len(cases) * len(methods), desc="assess", unit="run", disable=not progress) as bar:
+            for case in cases:
+                report.add(case.name, NOISY_ROW, case.noisy, seconds=0.0, peak_mb=0.0, keep=keep_outputs)
+                for method in methods:
+                    bar.set_description_str(f"assess {method.name} on {case.name}")
+                    out, seconds, peak_mb = _timed(method, case)
+                    report.add(case.name, method.name, out, seconds=seconds, peak_mb=peak_mb, keep=keep_outputs)
+                    bar.update()
     finally:
         if started:
             tracemalloc.stop()

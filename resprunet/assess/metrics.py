@@ -121,6 +121,31 @@ def relative_error(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray | None = N
     return float(100.0 * np.linalg.norm(ref - est) / np.linalg.norm(ref))
 
 
+def error_map(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-voxel relative error ``100 * |x_hat - x| / rms(x)``, in percent of the reference's RMS.
+
+    The root mean square of the map over the region is :func:`relative_error`, so the map
+    shows where that number comes from.
+
+    Parameters
+    ----------
+    x, x_hat : np.ndarray
+        Reference and estimate, any equal shapes.
+    mask : np.ndarray of bool, optional
+        Region the reference's RMS is taken over (the map covers every voxel).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape of ``x``, percent (>= 0).
+    """
+    a, b, m = _pair(x, x_hat, mask)
+    rms = np.sqrt(np.mean(_masked(a, m) ** 2))
+    if rms == 0:
+        raise ValueError("the reference is zero on the region; a relative error is undefined")
+    return 100.0 * np.abs(b - a) / rms
+
+
 def ssim_map(x: np.ndarray, x_hat: np.ndarray, data_range: float) -> np.ndarray:
     """Local SSIM (Wang et al. 2004) with an isotropic Gaussian window over all axes.
 

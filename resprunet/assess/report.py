@@ -237,9 +237,12 @@ class Report:
     def plot(self, folder: str | os.PathLike) -> list[Path]:
         """Save a PNG per case and a bar chart of the metrics (``metrics.png``) into ``folder``.
 
-        A case figure shows the noisy input, the prior (when the case has one), each method's
-        output and the clean reference on one grey scale, each with a zoomed inset of the
-        most detailed region; for a volume, the middle slices in three orientations.
+        A case figure (:func:`~resprunet.assess.figures.case_figure`) shows the noisy input,
+        the prior (when the case has one), each method's output and the clean reference on
+        one grey scale, each with a zoomed inset of the most detailed region (for a volume,
+        the middle slices in three orientations), then per column the SSIM map and the error
+        map against the clean image, and the profiles along a line across an edge. The bar
+        chart's axes start at zero.
 
         Returns
         -------
