@@ -1,4 +1,4 @@
-"""The ``resprunet`` command line: ``denoise``, ``train``, ``assess`` and ``zoo``.
+"""The ``resprunet`` command line: ``denoise``, ``train``, ``assess``, ``report`` and ``zoo``.
 
 A thin shell over the library: :func:`data_pipelines.read_volume`/``write_volume``,
 :func:`resprunet.inference.denoise_array`, :func:`resprunet.training.train`,
@@ -167,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
     a.add_argument("--force", action="store_true", help="replace DIR if it exists")
     a.set_defaults(func=_cmd_assess)
+
+    r = sub.add_parser(
+        "report", help="summarise a training run as report.png and report.html (no TensorBoard needed)",
+        description="Write report.png and report.html for RUN_DIR: loss and PSNR curves from its "
+        "metrics.csv, the last image panel from tb/images, and the final metrics. Works while "
+        "the run is still training; an earlier report is replaced.",
+        epilog="example:\n  resprunet report runs/unet_2d/20260101T120000Z",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory runs/<name>/<UTC time>/")
+    r.add_argument("--out", type=Path, metavar="DIR", help="folder for the two files (default: RUN_DIR)")
+    r.set_defaults(func=_cmd_report)
 
     z = sub.add_parser("zoo", help="list the trained models or show a model card")
     zsub = z.add_subparsers(dest="zoo_command", metavar="list|show", required=True)
@@ -337,6 +349,17 @@ def _cmd_assess(args: argparse.Namespace) -> int:
         report.plot(tmp)
     print(report.to_markdown())
     print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .run_report import RunReportError, write_run_report
+
+    try:
+        paths = write_run_report(args.run_dir, args.out)
+    except RunReportError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {paths['png']} and {paths['html']}")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
 
 from .config import TrainConfig
 from .runs import read_history
@@ -64,8 +65,62 @@ def panel_image(columns: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+LABEL_HEIGHT = 14  # pixels of the strip holding the column labels
+LABEL_SLOT = 64  # a panel is enlarged (integer factor, at most 4) until each column is this wide
+ROW_LABEL_WIDTH = 16  # pixels of the margin holding a 3D panel's view names (xy, xz, yz)
+VIEW_NAMES = ("xy", "xz", "yz")
+
+
+def _text_mask(text_at: list[tuple[int, int, str]], height: int, width: int) -> np.ndarray:
+    """(height, width) float mask in [0, 1] of white text, each string centred on (row, col)."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for row, col, text in text_at:
+        draw.text((col, row), text, fill=255, font=font, anchor="mm")
+    return np.asarray(canvas, dtype=np.float32) / 255.0
+
+
+def labelled_panel(columns: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """:func:`panel_image` with its column labels written above it (and, for 3D samples, the
+    view names xy, xz, yz to the left of their rows), enlarged so the labels fit.
+
+    Parameters
+    ----------
+    columns : list of np.ndarray
+        As for :func:`panel_image`.
+    labels : list of str
+        One short label per column (e.g. "noisy", "denoised").
+
+    Returns
+    -------
+    np.ndarray, shape (height, width, 1 or 3)
+        In [0, 1]: a ``LABEL_HEIGHT`` strip of labels over the panel, which is enlarged by
+        the integer factor (1 to 4) that makes each column at least ``LABEL_SLOT`` pixels
+        wide (nearest neighbour); 3D samples get a ``ROW_LABEL_WIDTH`` margin on the left.
+    """
+    if len(labels) != len(columns):
+        raise ValueError(f"{len(labels)} labels for {len(columns)} columns")
+    panel = panel_image(columns)
+    views = _views(np.asarray(columns[0]))
+    slot = views[0].shape[1] + PANEL_GAP  # a column's width in the first row
+    scale = int(min(4, max(1, -(-LABEL_SLOT // slot))))
+    panel = np.repeat(np.repeat(panel, scale, axis=0), scale, axis=1)
+    left = ROW_LABEL_WIDTH if len(views) > 1 else 0
+    height, width = panel.shape[0] + LABEL_HEIGHT, panel.shape[1] + left
+    text = [(LABEL_HEIGHT // 2, left + int((k + 0.5) * slot * scale), label) for k, label in enumerate(labels)]
+    if left:
+        tops = np.cumsum([0] + [v.shape[0] + PANEL_GAP for v in views])
+        text += [(LABEL_HEIGHT + int((top + v.shape[0] / 2) * scale), left // 2, name)
+                 for top, v, name in zip(tops, views, VIEW_NAMES)]
+    out = np.zeros((height, width, panel.shape[-1]), np.float32)
+    out[LABEL_HEIGHT:, left:] = panel
+    return np.maximum(out, _text_mask(text, height, width)[..., None])
+
+
 class ImagePanel(keras.callbacks.Callback):
-    """Write ``noisy | prior | denoised | clean`` of fixed validation samples to TensorBoard.
+    """Write labelled ``noisy | [prior |] denoised | clean`` panels of fixed validation samples
+    to TensorBoard (the prior column only for a model with a prior input).
 
     Parameters
     ----------
@@ -85,22 +140,24 @@ class ImagePanel(keras.callbacks.Callback):
         self.clean = np.asarray(clean)
         self._writer: Any = None
 
-    def _columns(self, denoised: np.ndarray) -> list[np.ndarray]:
+    def _columns(self, denoised: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+        """The panel's columns and their labels."""
         if isinstance(self.inputs, dict):  # the prior, if any; never the noise-level map
-            shown = [self.inputs[k] for k in ("noisy", "prior") if k in self.inputs]
-            return [*shown, denoised, self.clean]
-        return [self.inputs, denoised, self.clean]
+            shown = [k for k in ("noisy", "prior") if k in self.inputs]
+            return [*(self.inputs[k] for k in shown), denoised, self.clean], [*shown, "denoised", "clean"]
+        return [self.inputs, denoised, self.clean], ["noisy", "denoised", "clean"]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         denoised = keras.ops.convert_to_numpy(self.model(self.inputs, training=False))
-        columns = self._columns(denoised.astype(np.float32))
-        images = np.stack([panel_image([c[i] for c in columns]) for i in range(len(self.clean))])
+        columns, labels = self._columns(denoised.astype(np.float32))
+        images = np.stack([labelled_panel([c[i] for c in columns], labels) for i in range(len(self.clean))])
+        rows = " (rows: the middle xy, xz and yz slices)" if self.clean.ndim == 5 else ""
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
             tf.summary.image(
                 "panel", images, step=epoch, max_outputs=len(images),
-                description="noisy | prior | denoised | clean (3D: axial, coronal, sagittal rows)",
+                description=" | ".join(labels) + rows + ", one image per validation sample",
             )
         self._writer.flush()
 
