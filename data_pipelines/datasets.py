@@ -48,12 +48,13 @@ class _Spec:
 
     crop: tuple[int, int, int]  # (pz, py, px); pz = 1 for 2D slices
     ndim: int  # 2 or 3: dimensionality of the patches served
-    frames: int  # clean channels: 1, or the number of frames for the temporal prior
+    frames: int  # clean channels: 1, the colour channels, or the frames for the temporal prior
     real_noisy: bool
     prior: str | None  # None, "neighbour", "temporal", "external"
     prior_options: dict[str, Any]  # size, decay, include_self of the neighbour prior
     noise_level: bool = False  # also serve each patch's noise sigma as a map, input "sigma"
     context: int = 0  # 2D: noisy slices on each side served as channels, input "context"
+    colour: bool = False  # the last axis holds image channels (RGB): all served together
 
     @property
     def margin(self) -> int:
@@ -95,6 +96,15 @@ def _canonical(array: np.ndarray, name: str, spec: _Spec, patch_shape: tuple[int
             f"{name} holds {int(array.size - finite.sum())} NaN/Inf voxels (shape {array.shape}); "
             "expected finite values"
         )
+    if spec.colour:
+        if array.ndim == 3 and spec.ndim == 2 and array.shape[-1] == spec.frames:
+            array = array[None]  # one (y, x, c) image
+        if array.ndim != 4 or array.shape[-1] != spec.frames:
+            raise InvalidDataError(
+                f"{name} has shape {array.shape}; channels={spec.frames} expects (z, y, x, {spec.frames}) "
+                f"(or one (y, x, {spec.frames}) image with 2D patches)"
+            )
+        return array.astype(np.float32, copy=False)
     if array.ndim == 2 and spec.ndim == 2 and spec.prior != "temporal":
         array = array[None]
     if spec.prior == "temporal":
@@ -261,13 +271,13 @@ def _element_fn(sampler: _PatchSampler) -> Any:
             prior = core(tf.reduce_mean(noisy, axis=-1, keepdims=True))
         elif spec.prior == "external":
             prior = core(slab[..., -1:])
-        if f > 1:  # temporal: input and target are one frame of the series
+        if spec.prior == "temporal":  # input and target are one frame of the series
             noisy, clean = tf.gather(noisy, [frame], axis=-1), tf.gather(clean, [frame], axis=-1)
         inputs = {"noisy": core(noisy)}
         if spec.prior is not None:
             inputs["prior"] = prior
         if spec.noise_level:
-            inputs["sigma"] = tf.fill(tf.shape(inputs["noisy"]), sigma)
+            inputs["sigma"] = tf.fill(tf.concat([tf.shape(inputs["noisy"])[:-1], [1]], 0), sigma)
         if spec.context:  # z-1, z+1, z-2, z+2, ...: zeros beyond the volume (as at inference)
             m = spec.margin
             order = [m + sign * k for k in range(1, spec.context + 1) for sign in (-1, 1)]
@@ -326,6 +336,7 @@ def make_dataset(
     cache_dir: str | os.PathLike | None = None,
     noise_level: bool = False,
     context: int = 0,
+    channels: int = 1,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(inputs, clean)`` training or validation patches.
 
@@ -396,12 +407,17 @@ def make_dataset(
         2D patches only ("2.5D"): also serve the ``context`` noisy slices above and below
         each patch slice as channels of ``inputs["context"]`` (z-1, z+1, z-2, z+2, ...;
         zeros beyond the volume), with the same noise draw as the patch.
+    channels : int
+        Image channels (3 for RGB): volumes are (z, y, x, channels) (one (y, x, channels)
+        image with 2D patches), normalised together, corrupted independently per channel,
+        and served whole as input and target. Not with ``prior="temporal"``.
 
     Returns
     -------
     tf.data.Dataset
-        Batches ``(inputs, clean)``: ``clean`` float32 (B, pz, py, px, 1) for 3D patches or
-        (B, py, px, 1) for 2D; ``inputs`` the noisy tensor of the same shape, or a dict
+        Batches ``(inputs, clean)``: ``clean`` float32 (B, pz, py, px, channels) for 3D
+        patches or (B, py, px, channels) for 2D; ``inputs`` the noisy tensor of the same
+        shape, or a dict
         ``{"noisy": ..., "prior": ..., "sigma": ...}`` when a prior or the noise level is asked.
 
     Raises
@@ -433,6 +449,10 @@ def make_dataset(
         raise ValueError(f"context (neighbouring slices as channels) needs 2D patches, got {patch_shape}")
     if context and prior is not None:
         raise ValueError("context (neighbouring slices as channels) cannot be combined with a prior")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    if channels > 1 and prior == "temporal":
+        raise ValueError("channels > 1 (colour images) cannot be combined with prior='temporal' (frames)")
     if noise_level and not isinstance(noise, GaussianNoise):
         raise ValueError("noise_level=True needs synthetic Gaussian noise (a GaussianNoise), "
                          f"got {noise!r}")
@@ -449,12 +469,13 @@ def make_dataset(
     spec = _Spec(
         crop=patch_shape if len(patch_shape) == 3 else (1, *patch_shape),  # type: ignore[arg-type]
         ndim=len(patch_shape),
-        frames=1,  # set from the data below for the temporal prior
+        frames=int(channels),  # set from the data below for the temporal prior
         real_noisy=noisy is not None,
         prior=kind,
         prior_options=options,
         noise_level=noise_level,
         context=int(context),
+        colour=channels > 1,
     )
     noisy_items = _check_list("noisy", noisy, len(volumes))
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]

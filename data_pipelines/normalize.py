@@ -41,7 +41,8 @@ import numpy as np
 from .errors import InvalidDataError
 from .volume import Volume
 
-_KINDS = ("ct", "percentile", "minmax")
+_KINDS = ("ct", "fixed", "percentile", "minmax")
+_PRESET = ("ct", "fixed")  # windows known in advance: fitting is a no-op
 #: Box size (voxels per axis) of the mean taken before the statistics of a fit.
 SMOOTHING = 5
 #: Percentiles (%) at which values are winsorised before smoothing (isolated extremes).
@@ -63,15 +64,15 @@ def as_array(x: np.ndarray | Volume) -> np.ndarray:
 class Normalizer:
     """An affine intensity map to [0, 1], fitted per image where it needs statistics.
 
-    Build it with :meth:`ct`, :meth:`percentile` or :meth:`minmax`, then :meth:`fit`
-    (a no-op for ``ct``), then call it.
+    Build it with :meth:`ct`, :meth:`fixed`, :meth:`percentile` or :meth:`minmax`, then
+    :meth:`fit` (a no-op for ``ct`` and ``fixed``), then call it.
 
     Attributes
     ----------
     kind : str
-        ``"ct"``, ``"percentile"`` or ``"minmax"``.
+        ``"ct"``, ``"fixed"``, ``"percentile"`` or ``"minmax"``.
     params : tuple of float
-        The window in source units (``ct``), the percentiles in % (``percentile``), or ``()``.
+        The window in source units (``ct``, ``fixed``), the percentiles in % (``percentile``), or ``()``.
     low, high : float or None
         Source values mapped to 0 and 1; None until fitted.
     clip : bool
@@ -97,6 +98,16 @@ class Normalizer:
         if not high > low:
             raise ValueError(f"CT window must be (low, high) with high > low, got {window}")
         return cls("ct", (low, high), low, high, clip)
+
+    @classmethod
+    def fixed(cls, low: float, high: float, clip: bool = False) -> "Normalizer":
+        """A window known in advance, for data in fixed units: ``low`` -> 0 and ``high`` -> 1
+        (already fitted), e.g. ``fixed(0, 255)`` for 8-bit images, whose noise levels are
+        quoted in 1/255."""
+        low, high = float(low), float(high)
+        if not high > low:
+            raise ValueError(f"fixed window must be (low, high) with high > low, got ({low}, {high})")
+        return cls("fixed", (low, high), low, high, clip)
 
     @classmethod
     def percentile(cls, low: float = 1.0, high: float = 99.8, clip: bool = False) -> "Normalizer":
@@ -127,7 +138,7 @@ class Normalizer:
         InvalidDataError
             When ``x`` is empty, holds NaN/Inf, or is constant over the statistics range.
         """
-        if self.kind == "ct":
+        if self.kind in _PRESET:
             return self
         arr = np.asarray(as_array(x), dtype=np.float64)
         if arr.size == 0:

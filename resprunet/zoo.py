@@ -252,19 +252,27 @@ def scores(clean: Any, estimate: Any) -> dict[str, float]:
     Parameters
     ----------
     clean, estimate : np.ndarray
-        (z, y, x) in normalised units (data range 1); z = 1 for a 2D image.
+        (z, y, x) in normalised units (data range 1); z = 1 for a 2D image; (z, y, x, c)
+        for colour images.
 
     Returns
     -------
     dict
-        ``{"psnr": dB (3 decimals), "ssim": 2D SSIM for one slice, 3D SSIM for a volume}``.
+        ``{"psnr": dB (3 decimals), "ssim": 2D SSIM for one slice, 3D SSIM for a volume}``
+        (colour: PSNR over all channels, SSIM the mean over channels, as scikit-image's
+        ``channel_axis`` gives it).
     """
+    import numpy as np
+
     from .assess.metrics import psnr, ssim_2d, ssim_3d
 
-    if clean.shape[0] == 1:
-        s = ssim_2d(clean[0], estimate[0], data_range=1.0)
+    def structural(x: Any, y: Any) -> float:
+        return float(ssim_2d(x[0], y[0], data_range=1.0) if x.shape[0] == 1 else ssim_3d(x, y, data_range=1.0))
+
+    if clean.ndim == 4:
+        s = float(np.mean([structural(clean[..., c], estimate[..., c]) for c in range(clean.shape[-1])]))
     else:
-        s = ssim_3d(clean, estimate, data_range=1.0)
+        s = structural(clean, estimate)
     return {"psnr": round(float(psnr(clean, estimate, data_range=1.0)), 3), "ssim": round(float(s), 4)}
 
 

@@ -158,6 +158,25 @@ def test_temporal_prior_is_the_mean_of_the_frames() -> None:
         np.testing.assert_allclose(p, mean[z : z + 4, y : y + 8, x : x + 8], rtol=1e-5)
 
 
+def test_colour_images_keep_their_channels_and_get_independent_noise() -> None:
+    rgb = np.stack([_phantom((1, 24, 24), s) for s in range(3)], axis=-1)[0] * 255.0  # (y, x, 3)
+    ds = make_dataset([rgb], patch_shape=(16, 16), channels=3, noise=GaussianNoise(0.1), batch_size=4,
+                      normalizer=Normalizer.fixed(0, 255), augment=False, noise_level=True)
+    inputs, clean = _batches(ds)[0]
+    assert clean.shape == inputs["noisy"].shape == (4, 16, 16, 3)
+    assert inputs["sigma"].shape == (4, 16, 16, 1)
+    np.testing.assert_allclose(inputs["sigma"], 0.1, rtol=1e-6)
+    for c in clean:  # every patch is a crop of the image with its channels in order
+        assert any(np.allclose(rgb[y : y + 16, x : x + 16] / 255.0, c, atol=1e-6) for y in range(9) for x in range(9))
+    residual = (inputs["noisy"] - clean).reshape(-1, 3)
+    np.testing.assert_allclose(residual.std(axis=0), 0.1, rtol=0.1)
+    assert np.abs(np.corrcoef(residual.T)[np.triu_indices(3, 1)]).max() < 0.1  # drawn per channel
+    with pytest.raises(InvalidDataError, match=r"channels=3 expects \(z, y, x, 3\)"):
+        make_dataset([rgb[..., :2]], patch_shape=(16, 16), channels=3)
+    with pytest.raises(ValueError, match="temporal"):
+        make_dataset([rgb[None]], patch_shape=(16, 16), channels=3, prior="temporal")
+
+
 def test_real_noisy_pairs_and_normalizer() -> None:
     hu = _phantom((10, 16, 16)) * 1400.0 - 1000.0
     low_dose = hu + 70.0  # +70 HU = +0.05 of a (-1000, 400) window

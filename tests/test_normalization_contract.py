@@ -111,6 +111,20 @@ def test_hot_pixels_in_a_uint16_stack_stay_isolated():
     assert out.min() >= stack.min() and out.max() <= stack.max()  # clipped to the input's range
 
 
+def test_hot_pixels_of_any_colour_channel_stay_isolated():
+    rng = np.random.default_rng(2)
+    rgb = np.clip(120 + 5 * rng.standard_normal((1, 32, 32, 3)), 0, 255).astype(np.float32)
+    rgb[0, 10, 12, 2] = 255.0  # hot in blue only
+    rgb[0, 20, 5, 0] = 0.0  # dead in red only
+    image = keras.Input((None, None, 3), name="noisy")
+    mean = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="output_conv",
+                                        depthwise_initializer=keras.initializers.Constant(1 / 9))(image)
+    out = denoise_array(keras.Model(image, mean), rgb, dp.Normalizer.percentile(1.0, 99.8), progress=False)
+    assert out[0, 10, 12, 2] == 255.0 and out[0, 20, 5, 0] == 0.0  # restored unchanged
+    assert abs(out[0, 11, 12, 2] - 120) < 10 and abs(out[0, 21, 5, 0] - 120) < 10  # not smeared (~135, ~107)
+    assert abs(out[0, 10, 12, 0] - 120) < 10  # the other channels of that pixel are denoised as usual
+
+
 def _write(folder, names):
     rng = np.random.default_rng(1)
     paths = []

@@ -21,6 +21,16 @@ def test_ct_window_maps_window_to_unit_interval() -> None:
     assert norm.fit(_ct_image()) is norm  # a window needs no statistics
 
 
+def test_fixed_window_for_8_bit_data_needs_no_fit_and_round_trips() -> None:
+    norm = Normalizer.fixed(0, 255)
+    y = norm(np.array([0, 51, 255], np.uint8))
+    np.testing.assert_allclose(y, [0.0, 0.2, 1.0], atol=1e-7)
+    assert norm.fit(np.full((4, 4), 7.0)) is norm  # even a constant image: nothing is estimated
+    assert Normalizer.from_dict(norm.to_dict()) == norm
+    with pytest.raises(ValueError, match="high > low"):
+        Normalizer.fixed(255, 0)
+
+
 def test_inverse_is_exact_without_clipping() -> None:
     x = _ct_image()
     for norm in (Normalizer.ct(), Normalizer.percentile(1, 99.8).fit(x), Normalizer.minmax().fit(x)):

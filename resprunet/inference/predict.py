@@ -425,15 +425,15 @@ def denoise_array(
         )
     norm = normalizer if normalizer.fitted else normalizer.fit(array)
     x = norm(array)
-    extremes, replacements = dp.isolated_extremes(x[..., 0] if x.ndim == 4 else x)
-    if replacements.size:
-        log.info("%d isolated extreme voxel(s) (hot or dead pixels) kept out of the model and restored",
-                 replacements.size)
-        x = x.copy()
-        if x.ndim == 4:
-            x[..., 0][extremes] = replacements
-        else:
-            x[extremes] = replacements
+    x_channels = x if x.ndim == 4 else x[..., np.newaxis]  # a view: (z, y, x, c)
+    extremes = [dp.isolated_extremes(x_channels[..., c]) for c in range(x_channels.shape[-1])]
+    found = sum(values.size for _, values in extremes)
+    if found:
+        log.info("%d isolated extreme voxel(s) (hot or dead pixels) kept out of the model and restored", found)
+        x_channels = x_channels.copy()
+        for c, (where, values) in enumerate(extremes):
+            x_channels[..., c][where] = values
+        x = x_channels if x.ndim == 4 else x_channels[..., 0]
     p = None
     if isinstance(prior, np.ndarray):
         if not info.needs_prior:
@@ -452,15 +452,17 @@ def denoise_array(
     if info.needs_sigma and sigma is None:
         from ..variational import estimate_noise_sigma
 
-        sigma = estimate_noise_sigma(x[..., 0] if x.ndim == 4 else x)
+        sigma = float(np.mean([estimate_noise_sigma(x_channels[..., c]) for c in range(x_channels.shape[-1])]))
         log.info("noise level estimated from the input: sigma %.4f (normalised units); "
                  "give it (--sigma) if known", sigma)
     y = predict_volume(model, x, p, tile_shape=tile_shape, overlap=overlap,
                        batch_size=batch_size, progress=progress, sigma=sigma)
     out = np.clip(norm.inverse(y), np.min(array), np.max(array))
-    if replacements.size:
-        first_channel = (lambda a: a[..., 0]) if array.ndim == 4 else (lambda a: a)
-        first_channel(out)[extremes] = np.asarray(first_channel(array))[extremes]
+    if found:
+        out_channels = out if out.ndim == 4 else out[..., np.newaxis]  # views
+        in_channels = np.asarray(array) if array.ndim == 4 else np.asarray(array)[..., np.newaxis]
+        for c, (where, _) in enumerate(extremes):
+            out_channels[..., c][where] = in_channels[..., c][where]
     return out
 
 

@@ -73,7 +73,7 @@ class DataConfig:
         are scored on every bin either way. Use a fixed window normalisation (e.g.
         ``{method: ct, window: [0.0, 1.0]}``, 1/cm) so that every bin has the same units.
     normalize : dict
-        ``{"method": "percentile"|"ct"|"minmax", ...}``; the other keys are the arguments of
+        ``{"method": "percentile"|"ct"|"fixed"|"minmax", ...}``; the other keys are the arguments of
         the ``data_pipelines.Normalizer`` constructor of that name.
     batch_size : int
         Global batch size (split over replicas).

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import ConfigError, DataConfig
 
-NORMALIZERS = ("percentile", "ct", "minmax")
+NORMALIZERS = ("percentile", "ct", "fixed", "minmax")
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,7 @@ def build_training_data(
     stream_seed: int | None = None,
     noise_level: bool = False,
     context: int = 0,
+    channels: int = 1,
 ) -> TrainingData:
     """Load, split and serve the data of a run.
 
@@ -292,6 +293,8 @@ def build_training_data(
     context : int
         Serve that many neighbouring noisy slices on each side as the ``"context"`` input
         (a 2.5D model built with ``context``).
+    channels : int
+        Image channels of the model (3 for RGB): volumes are (z, y, x, channels).
 
     Returns
     -------
@@ -308,13 +311,14 @@ def build_training_data(
         seed=seed if stream_seed is None else stream_seed,
         training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
         prior=dataset_prior(config, train_vols), noise_level=noise_level, context=context,
+        channels=channels,
         **options,
     )
     val = dp.make_dataset(
         val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
         batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
         patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols),
-        noise_level=noise_level, context=context, **options,
+        noise_level=noise_level, context=context, channels=channels, **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
     panel_inputs = (

@@ -138,6 +138,7 @@ def train_multiworker(config: TrainConfig, run_dir: Path) -> Any:
             stream_seed=config.seed + 1000 * worker_index(),
             noise_level=bool(config.model.options.get("noise_map")),
             context=int(config.model.options.get("context", 0)),
+            channels=int(config.model.options.get("channels", 1)),
         )
         train_ds = strategy.distribute_datasets_from_function(lambda context: data.train)
         steps = -(-config.data.patches_per_epoch // config.data.batch_size)

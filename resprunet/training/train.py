@@ -67,7 +67,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
                 model = build_model(config)
             info = describe(model)
             data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
-                                       noise_level=info.needs_sigma, context=info.context)
+                                       noise_level=info.needs_sigma, context=info.context,
+                                       channels=info.channels)
             with strategy.scope():
                 compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
