@@ -116,6 +116,68 @@ def epi_data(folder: Path) -> PriorData:
                      [series[z0:z1]], series[v0:v1], [])
 
 
+@dataclass
+class TestCase:
+    """One test array with its noise: clean and noisy in reference units (z, y, x, t), the
+    noisy array in source units (the file a user has), the mean of the noisy frames."""
+
+    clean: np.ndarray
+    noisy: np.ndarray
+    noisy_source: np.ndarray
+    prior: np.ndarray
+    reference: Any
+
+
+def test_cases(data: PriorData, sigma: float) -> list[TestCase]:
+    """The test arrays of ``data`` with Gaussian noise of ``sigma`` (seeded per array)."""
+    cases = []
+    for i, source in enumerate(data.test):
+        reference = make_normalizer(data.normalize).fit(source)
+        clean = reference(source).astype(np.float32)
+        noisy = (clean + sigma * np.random.default_rng(100 + i).standard_normal(clean.shape)).astype(np.float32)
+        cases.append(TestCase(clean, noisy, reference.inverse(noisy), noisy.mean(axis=-1), reference))
+    return cases
+
+
+def network_output(name: str, model: Any, case: TestCase, data: PriorData) -> np.ndarray:
+    """A network's output on a test case, in reference units, as `resprunet denoise` runs it."""
+    from resprunet.inference import denoise_array
+
+    norm = make_normalizer(data.normalize)
+    if name == "respr_unet":
+        out = denoise_array(model, case.noisy_source, norm, prior="temporal", progress=False)
+    else:
+        out = np.stack([denoise_array(model, case.noisy_source[..., t], norm, progress=False)
+                        for t in range(case.noisy.shape[-1])], axis=-1)
+    return case.reference(out)
+
+
+def curve_callback(name: str, data: PriorData, sigma: float, every: int) -> Any:
+    """A Keras callback that scores the network on the test data every ``every`` epochs:
+    ``.points`` lists (epoch, seconds of training so far, test PSNR, SSIM); the scoring time
+    is not counted as training."""
+    import keras
+
+    cases = test_cases(data, sigma)
+
+    class TestCurve(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.points: list[dict[str, float]] = []
+            self.start, self.scoring = time.perf_counter(), 0.0
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if (epoch + 1) % every:
+                return
+            begin = time.perf_counter()
+            score = scores([c.clean for c in cases], [network_output(name, self.model, c, data) for c in cases])
+            self.points.append({"epoch": epoch + 1, "train_seconds": round(begin - self.start - self.scoring, 1),
+                                **score})
+            self.scoring += time.perf_counter() - begin
+            print(f"curve {name}: {self.points[-1]}", flush=True)
+
+    return TestCurve()
+
+
 def train_network(name: str, data: PriorData, sigma: float, args: argparse.Namespace,
                   root: Path) -> tuple[Any, dict[str, Any]]:
     """Train ``unet`` (single frames) or ``respr_unet`` (a frame + the mean of the frames)."""
@@ -138,7 +200,8 @@ def train_network(name: str, data: PriorData, sigma: float, args: argparse.Names
     ]
     if name == "unet":
         overrides.append("model.residual=true")  # ResPr-UNet's skip is its prior
-    result = train(load_config(overrides=overrides), verbose=2)
+    curve = [curve_callback(name, data, sigma, args.curve_every)] if args.curve_every else []
+    result = train(load_config(overrides=overrides), verbose=2, callbacks=curve)
     import keras
 
     return keras.models.load_model(result.run_dir / "model.keras", compile=False), {
@@ -146,6 +209,7 @@ def train_network(name: str, data: PriorData, sigma: float, args: argparse.Names
         "val_psnr_last": result.history["val_psnr"][-1],
         "val_baseline": result.final_metrics["val_baseline"],
         "steps": args.epochs * -(-args.patches // 8),
+        **({"test_curve": curve[0].points} if curve else {}),
     }
 
 
@@ -168,7 +232,7 @@ def scores(cleans: list[np.ndarray], estimates: list[np.ndarray]) -> dict[str, f
     mse = squared / sum(c.size for c in cleans)
     ssims = [ssim_2d(c[z, ..., t], e[z, ..., t], 1.0) for c, e in zip(cleans, estimates)
              for z in range(c.shape[0]) for t in range(c.shape[-1])]
-    return {"psnr": round(10 * np.log10(1.0 / mse), 3), "ssim": round(float(np.mean(ssims)), 4)}
+    return {"psnr": round(float(10 * np.log10(1.0 / mse)), 3), "ssim": round(float(np.mean(ssims)), 4)}
 
 
 def tune_classical(data: PriorData, sigma: float) -> dict[str, dict[str, float]]:
@@ -191,29 +255,19 @@ def tune_classical(data: PriorData, sigma: float) -> dict[str, dict[str, float]]
 
 def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: PriorData,
              sigma: float, bm3d: bool) -> dict[str, dict[str, float]]:
-    """Every method on every test array (all frames); scores over all of them."""
-    from resprunet.inference import denoise_array
-    from resprunet.variational import bm3d_denoise, spade_denoise, tv_denoise
+    """Every method on every test array (all frames); scores over all of them. BM4D (each
+    frame a volume) where the test arrays have at least 4 slices."""
+    from resprunet.variational import bm3d_denoise, bm4d_denoise, spade_denoise, tv_denoise
 
     outputs: dict[str, list[np.ndarray]] = {}
-    cleans: list[np.ndarray] = []
     seconds: dict[str, float] = {}
-    for i, source in enumerate(data.test):
-        reference = make_normalizer(data.normalize).fit(source)
-        clean = reference(source).astype(np.float32)
-        noisy = (clean + sigma * np.random.default_rng(100 + i).standard_normal(clean.shape)).astype(np.float32)
-        noisy_source = reference.inverse(noisy)
-        prior = noisy.mean(axis=-1)
-        cleans.append(clean)
+    cases = test_cases(data, sigma)
+    volumes = min(c.clean.shape[0] for c in cases) >= 4
+    for case in cases:
+        noisy, prior = case.noisy, case.prior
 
-        def model_output(name: str) -> np.ndarray:  # as `resprunet denoise` runs it
-            norm = make_normalizer(data.normalize)
-            if name == "respr_unet":
-                out = denoise_array(models[name], noisy_source, norm, prior="temporal", progress=False)
-            else:
-                out = np.stack([denoise_array(models[name], noisy_source[..., t], norm, progress=False)
-                                for t in range(noisy.shape[-1])], axis=-1)
-            return reference(out)
+        def model_output(name: str) -> np.ndarray:
+            return network_output(name, models[name], case, data)
 
         methods: dict[str, Callable[[], np.ndarray]] = {
             "noisy": lambda: noisy,
@@ -227,10 +281,14 @@ def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: 
         if bm3d:
             methods["bm3d (true sigma)"] = lambda: per_image(lambda f, p: bm3d_denoise(f, sigma),
                                                              noisy, prior)
+            if volumes:
+                methods["bm4d (true sigma)"] = lambda: np.stack(
+                    [bm4d_denoise(noisy[..., t], sigma) for t in range(noisy.shape[-1])], axis=-1)
         for method, run in methods.items():
             start = time.perf_counter()
             outputs.setdefault(method, []).append(np.asarray(run(), np.float32))
             seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - start
+    cleans = [c.clean for c in cases]
     return {method: {**scores(cleans, outs), "seconds": round(seconds[method], 2)}
             for method, outs in outputs.items()}
 
@@ -245,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="no BM3D, small networks")
+    parser.add_argument("--curve-every", type=int, default=0, metavar="EPOCHS",
+                        help="score the networks on the test data every EPOCHS epochs (PSNR against "
+                             "training time, in the JSON)")
+    parser.add_argument("--name", default="prior", help="results file stem (bench_<name>_<cpu>_<date>.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.filters, args.depth, args.patches = 4, 2, 32
@@ -276,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{method:24s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.1f}")
                 print("training:", json.dumps(training), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = result_path("prior" + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
+    out = result_path(args.name + ("-quick" if args.quick else ""), str(cpu.get("model", "cpu")))
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0

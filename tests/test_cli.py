@@ -119,6 +119,29 @@ def test_denoise_dicom_ct_in_hu_as_a_new_series(tmp_path, capsys, zoo_dir):
     assert -1100 < back.min() and back.max() < 1400
 
 
+def test_denoise_rgb_png_with_a_colour_model(tmp_path, capsys):
+    from PIL import Image
+
+    rgb = np.random.default_rng(4).integers(40, 220, (32, 48, 3), dtype=np.uint8)
+    src = tmp_path / "slide.png"
+    Image.fromarray(rgb).save(src)
+    keras.utils.set_random_seed(0)
+    model = random_head(models.build("unet", ndim=2, channels=3, filters=4, depth=1), scale=0.3)
+    path = _save_model(tmp_path / "rgb", model, {"name": "rgb", "summary": "RGB test model",
+                                                 "normalization": dp.Normalizer.fixed(0, 255).to_dict(),
+                                                 "noise": {"kind": "gaussian", "sigma": [0.0, 0.2]}})
+    code, _, err = _run(capsys, "denoise", src, tmp_path / "out.png", "--model", path)
+    assert code == 0, err
+    got = np.asarray(Image.open(tmp_path / "out.png"))
+    assert got.shape == rgb.shape and got.dtype == np.uint8
+    expected = denoise_array(model, rgb[None].astype(np.float32), dp.Normalizer.fixed(0, 255), progress=False)[0]
+    assert np.abs(got - np.rint(expected)).max() <= 1  # every channel in place, none swapped
+    assert np.abs(got.astype(float) - rgb).mean() > 5  # the model changed the image
+    code, _, err = _run(capsys, "denoise", src, tmp_path / "grey.png", "--model", "ct2d")
+    assert code == 2 and "3 channels" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "grey.png").exists()
+
+
 def test_prior_auto_file_and_mismatch(nifti_in, tmp_path, capsys):
     path, data, affine = nifti_in
     code, _, err = _run(capsys, "denoise", path, tmp_path / "a.nii.gz", "--model", "prior3d")

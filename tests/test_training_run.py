@@ -111,11 +111,15 @@ def test_2d_mixed_bfloat16_run_on_ct_slices_split_by_scan(tmp_path):
         ],
     )
     before = keras.config.dtype_policy().name
-    result = train(config, verbose=0)
+    seen: list[tuple[int, str]] = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((epoch, recorder.model.name)))
+    result = train(config, verbose=0, callbacks=[recorder])
     assert keras.config.dtype_policy().name == before  # policy restored after the run
     model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     assert conv.dtype_policy.name == "mixed_bfloat16"
+    assert seen == [(0, model.name), (1, model.name)]  # the extra callback saw every epoch of this model
     assert model.output.dtype == "float32"
     assert result.history["loss"][1] < result.history["loss"][0]
     (ev,) = result.final_metrics["evaluations"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -30,7 +31,8 @@ from .distributed import train_multiworker
 from .runs import TrainResult, discard_on_failure, finish, prepare_run_dir
 
 
-def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int | str = "auto") -> TrainResult:
+def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int | str = "auto",
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train a denoiser as configured, then evaluate it on the test volume(s).
 
     Parameters
@@ -43,6 +45,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
     verbose : int or "auto"
         Keras ``fit`` verbosity (1: progress bar, 2: one line per epoch); "auto" gives the
         bar on a terminal and one line per epoch in logs.
+    callbacks : sequence of keras.callbacks.Callback
+        Called after the run's own callbacks (checkpoints, CSV log, TensorBoard), e.g. to
+        record metrics on other data during training. Not with ``strategy: multiworker``.
 
     Returns
     -------
@@ -50,6 +55,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
         Run directory, per-epoch history and final metrics (also printed and written to
         ``final_metrics.json``).
     """
+    if callbacks and config.strategy == "multiworker":
+        raise ValueError("extra callbacks are not supported with strategy 'multiworker'")
     new_run = run_dir is None
     run_dir = prepare_run_dir(config, run_dir)
     if config.strategy == "multiworker":
@@ -78,7 +85,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
             epochs=config.epochs,
             validation_data=data.val,
             shuffle=False,  # the dataset shuffles itself
-            callbacks=make_callbacks(config, run_dir, panel),
+            callbacks=[*make_callbacks(config, run_dir, panel), *callbacks],
             verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
         )
         return finish(model, config, run_dir, data, time.perf_counter() - start)
