@@ -17,6 +17,9 @@ head CT (HU)         pydicom J2K_pixelrep_mismatch.dcm       (CQ500 head 693_UNC
                      (512 x 512)                             Pancreas-CT explicit_VR-UN)
 hubble (photons)     scikit-image hubble_deep_field (gray)   microscopy_unet2d_pg (cell rows
                                                              0-400)
+ihc histology (RGB)  scikit-image immunohistochemistry       histology_irunet2d_rgb (rows
+                     rows 416-512: the SAME image as the     0-320 of that image; the issue's
+                     training rows, never trained on         own test)
 ===================  ======================================  =================================
 
 The noise is added in the units of the case's normaliser (the first model's card) fitted on
@@ -28,7 +31,8 @@ would. TV's weight and NL-means' ``h`` are tuned on another volume of the same k
 same noise (MRI: t1_head; CT: ct_slices subject 1, the NEMA enhanced CT; photons: scikit-image
 ``cell``) - never on the test case; BM3D (2D, slice by slice) and BM4D (3D) get the true sigma
 (through the generalised Anscombe transform for Poisson-Gaussian noise). Scores at data range 1:
-PSNR of the whole volume; SSIM 3D for the 3D case, else the mean 2D SSIM of the slices; seconds
+PSNR of the whole volume; SSIM 3D for the 3D case, else the mean 2D SSIM of the slices (colour:
+averaged over channels); seconds
 of each method on this machine (a model's: one whole ``resprunet denoise`` call, loading the
 model and reading and writing the files included, after an untimed warm-up call that starts
 TensorFlow).
@@ -72,6 +76,8 @@ class QualityCase:
     models: tuple[str, ...]
     ndim: int  # 3: BM4D and 3D SSIM; 2: slice by slice
     photon_limited: bool = False
+    sigmas: tuple[float, ...] = ()  # the case's own Gaussian levels (normalised units), else --sigma
+    colour: bool = False  # (z, y, x, 3) RGB: TV and NL-means per channel, colour BM3D
 
 
 def _pydicom(name: str) -> Callable[[], np.ndarray]:
@@ -93,6 +99,14 @@ def _skimage(name: str, rows: slice = slice(None)) -> Callable[[], np.ndarray]:
     return load
 
 
+def _skimage_rgb(name: str, rows: slice) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        return np.asarray(getattr(data, name)(), np.float32)[rows][None]  # (1, y, x, 3)
+    return load
+
+
 def _ct_subject(subject: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         volume = dp.sample("ct_slices")
@@ -110,20 +124,30 @@ CASES = (
                 ("unet2d_ct", "blind_unet2d_ct"), 2),
     QualityCase("hubble photons", _skimage("hubble_deep_field"), _skimage("cell", slice(0, 400)),
                 ("microscopy_unet2d_pg",), 2, photon_limited=True),
+    QualityCase("ihc histology", _skimage_rgb("immunohistochemistry", slice(416, 512)),
+                _skimage_rgb("immunohistochemistry", slice(0, 96)), ("histology_irunet2d_rgb",), 2,
+                sigmas=(10 / 255, 25 / 255, 50 / 255), colour=True),
 )
 
 
 def noise_models(case: QualityCase, sigmas: list[float]) -> dict[str, dp.NoiseModel]:
-    noises: dict[str, dp.NoiseModel] = {f"gaussian {s:g}": dp.GaussianNoise(s) for s in sigmas}
+    noises: dict[str, dp.NoiseModel] = {f"gaussian {s:.4g}": dp.GaussianNoise(s) for s in case.sigmas or sigmas}
     if case.photon_limited:
         noises[f"poisson-gaussian {PG_PHOTONS:g} photons"] = dp.PoissonGaussianNoise(photons=PG_PHOTONS, sigma=PG_READ)
     return noises
 
 
 def score(clean: np.ndarray, estimate: np.ndarray, ndim: int) -> dict[str, float]:
+    """PSNR of all voxels; SSIM 3D or mean 2D of the slices (colour: the mean over channels)."""
     from resprunet.assess.metrics import psnr, ssim_3d, ssim_slicewise
 
-    ssim = ssim_3d(clean, estimate, 1.0) if ndim == 3 else ssim_slicewise(clean, estimate, 1.0)
+    def structural(x: np.ndarray, y: np.ndarray) -> float:
+        return ssim_3d(x, y, 1.0) if ndim == 3 else ssim_slicewise(x, y, 1.0)
+
+    if clean.ndim == 4:
+        ssim = float(np.mean([structural(clean[..., c], estimate[..., c]) for c in range(clean.shape[-1])]))
+    else:
+        ssim = structural(clean, estimate)
     return {"psnr": round(psnr(clean, estimate, 1.0), 3), "ssim": round(ssim, 4)}
 
 
@@ -135,6 +159,8 @@ def classical(case: QualityCase, reference_tune: dp.Normalizer, noise: dp.NoiseM
 
     clean = reference_tune(case.tune())
     noisy = noise(clean, np.random.default_rng(7)).astype(np.float32)
+    if case.colour:
+        return colour_classical(clean, noisy, sigma, bm)
     methods, params = tuned_baselines(Case(clean, noisy, name="tuning"), sigma, ["tv", "nl_means"],
                                       photons=photons)
     out: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -145,6 +171,26 @@ def classical(case: QualityCase, reference_tune: dp.Normalizer, noise: dp.NoiseM
         out["bm4d (true sigma)"] = lambda f: bm4d_denoise(f, sigma, photons=photons)
     elif bm:
         out["bm3d (true sigma)"] = lambda f: np.stack([bm3d_denoise(s, sigma, photons=photons) for s in f])
+    return out
+
+
+def colour_classical(clean: np.ndarray, noisy: np.ndarray, sigma: float,
+                     bm: bool) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """TV and NL-means per channel, tuned on the (1, y, x, 3) ``clean``/``noisy`` pair; colour
+    BM3D (``bm3d_rgb``) with the true sigma."""
+    from resprunet.variational import (bm3d_rgb_denoise, nl_means_denoise, per_channel, tune_on_validation,
+                                       tv_denoise)
+
+    tv, nl_means = per_channel(tv_denoise), per_channel(nl_means_denoise)
+    weight = tune_on_validation(tv, clean, noisy, {"weight": [sigma * f for f in (0.5, 0.8, 1.2, 1.8)]})["weight"]
+    h = tune_on_validation(lambda f, h: nl_means(f, h=h, sigma=sigma), clean, noisy,
+                           {"h": [sigma * f for f in (0.4, 0.6, 0.8, 1.0)]})["h"]
+    out: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        f"tv per channel (weight {weight:.3g})": lambda f: tv(f, weight),
+        f"nl-means per channel (h {h:.3g})": lambda f: nl_means(f, h=h, sigma=sigma),
+    }
+    if bm:
+        out["colour bm3d (true sigma)"] = lambda f: bm3d_rgb_denoise(f, sigma)
     return out
 
 

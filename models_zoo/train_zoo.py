@@ -34,7 +34,8 @@ from data_pipelines.io.atomic import atomic_path
 from resprunet import zoo
 from resprunet.runtime import cpu_info
 from resprunet.training import TrainConfig, train
-from resprunet.variational import bm3d_denoise, bm4d_denoise, tune_on_validation, tv_denoise
+from resprunet.variational import (bm3d_denoise, bm3d_rgb_denoise, bm4d_denoise, per_channel, tune_on_validation,
+                                  tv_denoise)
 
 
 
@@ -65,7 +66,13 @@ CELL_LICENCE = (
     "(public domain) per scikit-image's docstring."
 )
 
+IHC_LICENCE = (
+    "skimage.data.immunohistochemistry(): immunohistochemical (IHC) staining with hematoxylin "
+    "counterstaining, 512x512 RGB, from the Human Protein Atlas (proteinatlas.org); public "
+    "domain per scikit-image's data README."
+)
 CT_NORM = {"method": "ct", "window": [-1000.0, 400.0]}
+RGB_NORM = {"method": "fixed", "low": 0.0, "high": 255.0}
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 PRIOR = {"size": 9, "decay": 0.04, "include_self": False}
 TV_GRID = {"weight": [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2]}
@@ -79,6 +86,11 @@ def _ct_recipe(subject_slice: int, sigma: float, seed: int) -> dict[str, Any]:
 def _mri_recipe(source: str, crop: list[list[int]], sigma: float, seed: int) -> dict[str, Any]:
     return {"source": {"sample": source}, "crop": crop,
             "noise": {"kind": "gaussian", "sigma": sigma}, "noise_seed": seed}
+
+
+def _ihc_recipe(rows: list[int], sigma_255: float, seed: int) -> dict[str, Any]:
+    return {"source": {"skimage": "immunohistochemistry"}, "crop": [[0, 1], rows, [0, 512]],
+            "noise": {"kind": "gaussian", "sigma": round(sigma_255 / 255.0, 6)}, "noise_seed": seed}
 
 
 def _cell_recipe(rows: list[int], seed: int) -> dict[str, Any]:
@@ -104,12 +116,15 @@ SPECS: dict[str, dict[str, Any]] = {
         "tuning": _ct_recipe(1, 0.05, 2000),
     },
     "blind_unet2d_ct": {
-        "summary": "2D U-Net, CT slices in HU, blind: Gaussian sigma drawn from (0, 0.2) per patch",
+        "summary": "2D U-Net conditioned on the noise level, CT slices in HU, blind: Gaussian sigma drawn "
+                   "from (0, 0.2) per patch; give --sigma or let it be estimated",
         "train_files": "ct",
-        "config": {"data": {"patch_shape": [64, 64], "noise": {"kind": "gaussian", "sigma": [0.0, 0.2]},
-                            "normalize": CT_NORM, "batch_size": 8, "patches_per_epoch": 192},
-                   "model": {"name": "unet", "ndim": 2, "filters": 16, "depth": 2, "batch_norm": False},
-                   "epochs": 20},
+        "config": {"data": {"patch_shape": [96, 96], "noise": {"kind": "gaussian", "sigma": [0.0, 0.2]},
+                            "eval_noise": {"kind": "gaussian", "sigma": 0.1},
+                            "normalize": CT_NORM, "batch_size": 8, "patches_per_epoch": 512},
+                   "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False,
+                             "noise_map": True},
+                   "epochs": 50},
         "data": {"train": CT_TRAIN, "licence": CT_LICENCE},
         "evaluation": _ct_recipe(0, 0.1, 1001),
         "tuning": _ct_recipe(1, 0.1, 2001),
@@ -173,6 +188,21 @@ SPECS: dict[str, dict[str, Any]] = {
         "evaluation": _cell_recipe([528, 656], 1004),
         "tuning": _cell_recipe([0, 128], 2004),
     },
+    "histology_irunet2d_rgb": {
+        "summary": "IRUNet 2D for RGB brightfield histology (8-bit, window 0-255), blind: Gaussian "
+                   "sigma drawn from (0, 50) of 255 per patch, the IRUNet paper's setting",
+        "train_files": "ihc",
+        "config": {"data": {"patch_shape": [96, 96], "noise": {"kind": "gaussian", "sigma": [0.0, 0.196078]},
+                            "eval_noise": {"kind": "gaussian", "sigma": 0.098039},
+                            "normalize": RGB_NORM, "batch_size": 8, "patches_per_epoch": 256},
+                   "model": {"name": "irunet", "ndim": 2, "filters": 16, "channels": 3},
+                   "epochs": 40},
+        "data": {"train": "skimage.data.immunohistochemistry() rows 0-320 (of 512), all columns; "
+                          "validation rows 336-400; test rows 416-512", "licence": IHC_LICENCE},
+        "evaluation": _ihc_recipe([416, 512], 25.0, 1006),
+        "other_sigmas": [round(10 / 255, 6), round(50 / 255, 6)],
+        "tuning": _ihc_recipe([0, 96], 25.0, 2006),
+    },
 }
 
 
@@ -187,12 +217,16 @@ def _mri_files() -> dict[str, list[str]]:
 
 def _split_arrays(kind: str) -> dict[str, dict[str, np.ndarray]]:
     """Training and validation arrays of a split source: CT slices in HU, or row bands of the
-    cell image (its test rows, 528-656, are in neither)."""
-    if kind == "cell":
-        from skimage import data as skdata
+    cell image (its test rows, 528-656, are in neither) or of the RGB histology image (test
+    rows 416-512 in neither)."""
+    from skimage import data as skdata
 
+    if kind == "cell":
         cell = np.asarray(skdata.cell(), np.float32)[np.newaxis]
         return {"train": {"cell_rows_0-400": cell[:, :400]}, "val": {"cell_rows_420-500": cell[:, 420:500]}}
+    if kind == "ihc":  # (1, y, x, 3) RGB
+        ihc = np.asarray(skdata.immunohistochemistry(), np.float32)[np.newaxis]
+        return {"train": {"ihc_rows_0-320": ihc[:, :320]}, "val": {"ihc_rows_336-400": ihc[:, 336:400]}}
     from pydicom.data import get_testdata_file
 
     train = {Path(name).stem: np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0)
@@ -233,16 +267,21 @@ def baselines(card: dict[str, Any]) -> dict[str, dict[str, float]]:
     """BM3D (2D) or BM4D (3D) with the true noise (Gaussian sigma; Poisson-Gaussian noise
     through the generalised Anscombe transform with the true photon count and read noise), and
     TV with its weight tuned on the card's ``tuning`` case (grid widened at an edge), scored on
-    the held-out case."""
+    the held-out case. Colour images: TV per channel, colour BM3D (``bm3d_rgb``)."""
     test = zoo.heldout_case(card)
     tuning = zoo.heldout_case({**card, "evaluation": card["tuning"]})
-    weight = tune_on_validation(tv_denoise, tuning.clean, tuning.noisy, TV_GRID)["weight"]
+    colour = test.clean.ndim == 4
+    tv = per_channel(tv_denoise) if colour else tv_denoise
+    weight = tune_on_validation(tv, tuning.clean, tuning.noisy, TV_GRID)["weight"]
     noise = card["evaluation"]["noise"]
     true = {"sigma": float(noise["sigma"])}
     if noise["kind"] == "poisson_gaussian":
         true["photons"] = float(noise["photons"])
-    results = {"tv": {**zoo.scores(test.clean, tv_denoise(test.noisy, weight)), "weight": weight}}
-    if test.clean.shape[0] == 1:
+    results = {"tv": {**zoo.scores(test.clean, tv(test.noisy, weight)), "weight": weight}}
+    if colour:
+        out = bm3d_rgb_denoise(test.noisy, true["sigma"])
+        results["bm3d"] = {**zoo.scores(test.clean, out), **true}
+    elif test.clean.shape[0] == 1:
         out = bm3d_denoise(test.noisy[0], true["sigma"], photons=true.get("photons"))[np.newaxis]
         results["bm3d"] = {**zoo.scores(test.clean, out), **true}
     else:
@@ -260,7 +299,7 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
         "name": name,
         "summary": spec["summary"],
         "architecture": {"name": config.model.name, "ndim": config.model.ndim, "options": config.model.options},
-        "input": {"channels": 1, "axes": "(z, y, x)" if config.model.ndim == 3 else "(y, x), slice by slice"},
+        "input": {"channels": int(config.model.options.get("channels", 1)), "axes": "(z, y, x)" if config.model.ndim == 3 else "(y, x), slice by slice"},
         "prior": spec.get("prior"),
         "normalization": make_normalizer(config.data.normalize).to_dict(),
         "noise": {**noise.to_dict(), "description": noise.describe(),
@@ -287,6 +326,11 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
     }
 
 
+def _at_sigma(recipe: dict[str, Any], sigma: float) -> dict[str, Any]:
+    """A held-out recipe with Gaussian noise of standard deviation ``sigma`` (normalised units)."""
+    return {**recipe, "noise": {**recipe["noise"], "sigma": sigma}}
+
+
 def train_one(name: str, workdir: Path, epochs: int | None) -> dict[str, Any]:
     """Train zoo model ``name``, evaluate it, and write ``models_zoo/<name>/`` atomically."""
     spec = SPECS[name]
@@ -297,6 +341,9 @@ def train_one(name: str, workdir: Path, epochs: int | None) -> dict[str, Any]:
     model, _ = zoo.load_path(result.run_dir / "model.keras")
     card = make_card(name, spec, config, seconds)
     card["metrics"] = {**zoo.evaluate(model, card), **baselines(card)}
+    for sigma in spec.get("other_sigmas", ()):  # the same case at other noise levels
+        at = {**card, "evaluation": _at_sigma(card["evaluation"], sigma), "tuning": _at_sigma(card["tuning"], sigma)}
+        card.setdefault("metrics_at_other_sigmas", {})[sigma] = {**zoo.evaluate(model, at), **baselines(at)}
     with atomic_path(zoo.root() / name, force=True, directory=True) as tmp:
         shutil.copy(result.run_dir / "model.keras", tmp / zoo.MODEL_FILE)
         (tmp / zoo.CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False))

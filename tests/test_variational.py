@@ -15,6 +15,7 @@ from resprunet.variational import (
     DenoiserFailedError,
     bm3d_denoise,
     bm3d_rgb_denoise,
+    per_channel,
     bm4d_denoise,
     bm_available,
     calibrate_j_invariance,
@@ -164,6 +165,17 @@ def test_colour_bm3d_beats_grey_bm3d_per_channel():
     np.testing.assert_allclose(bm3d_rgb_denoise(noisy[None], SIGMA)[0], colour, atol=1e-5)
     with pytest.raises(ValueError, match="3 channels"):
         bm3d_rgb_denoise(noisy[..., :2], SIGMA)
+
+
+def test_per_channel_denoises_each_channel_on_its_own():
+    rng = np.random.default_rng(5)
+    rgb = rng.random((2, 16, 16, 3)).astype(np.float32)
+    rgb[..., 1] = 0.5  # a flat channel stays flat, whatever the others hold
+    out = per_channel(tv_denoise)(rgb, 0.1)
+    assert out.shape == rgb.shape
+    np.testing.assert_allclose(out[..., 1], 0.5, atol=1e-5)
+    np.testing.assert_allclose(out[..., 2], tv_denoise(rgb[..., 2], 0.1), atol=1e-6)
+    assert not np.allclose(out[..., 0], out[..., 2], atol=1e-2)  # not one channel copied
 
 
 @NEEDS_BM4D

@@ -16,6 +16,7 @@ from .bm3d import (
     bm_available,
     require_bm,
 )
+from .channels import per_channel
 from .classical import nl_means_denoise, tv_chambolle_denoise, wavelet_denoise
 from .spade import spade_denoise
 from .tuning import TuningResult, calibrate_j_invariance, estimate_noise_sigma, parameter_grid, tune_on_validation
@@ -38,6 +39,7 @@ __all__ = [
     "generalized_anscombe",
     "inverse_generalized_anscombe",
     "nl_means_denoise",
+    "per_channel",
     "parameter_grid",
     "spade_denoise",
     "tune_on_validation",
