@@ -243,10 +243,19 @@ def metric_lines(summary: RunSummary) -> list[tuple[str, str]]:
 
 
 def _title(summary: RunSummary) -> str:
+    """``<model> <n>D, <noise in words>  —  <run dir>`` from the run's config."""
+    from data_pipelines.errors import DataPipelineError
+    from data_pipelines.noise import NoiseModel
+
     model = summary.config.get("model", {})
-    noise = summary.config.get("data", {}).get("noise", {})
+    noise = summary.config.get("data", {}).get("noise")
     what = f"{model.get('name', 'model')} {model.get('ndim', '?')}D" if model else "run"
-    return f"{what}, noise {noise}  —  {summary.run_dir}" if noise else f"{what}  —  {summary.run_dir}"
+    if noise:
+        try:
+            what += ", " + NoiseModel.from_dict(noise).describe()
+        except (DataPipelineError, ValueError, TypeError, KeyError):
+            what += f", noise {noise}"
+    return f"{what}  —  {summary.run_dir}"
 
 
 def summary_figure(summary: RunSummary, path: str | os.PathLike | None = None) -> Figure:

@@ -138,7 +138,7 @@ def case_figure(case: "Case", outputs: dict[str, np.ndarray], titles: dict[str, 
         if image is not None:
             fig.colorbar(image, ax=row_axes, shrink=0.9, pad=0.01).ax.tick_params(labelsize=7)
     _profiles(fig.add_subplot(grid[-1, :]), line, panels, [v[0] for v in views])
-    fig.suptitle(f"{case.name}  (grey scale {low:.3g} to {high:.3g}; yellow box: zoomed region; "
+    fig.suptitle(f"{case.name}  (grey scale {round(low, 6):.3g} to {round(high, 6):.3g}; yellow box: zoomed region; "
                  "cyan line: profile)", fontsize=9)
     return _save(fig, path)
 
@@ -265,7 +265,7 @@ def volume_figure(array: np.ndarray, spacing: Sequence[float] | None = None, tit
     hist.hist(a.ravel(), bins=128, color="0.35", log=True)
     for edge in (low, high):
         hist.axvline(edge, color="C3", linestyle="--", linewidth=1.0)
-    hist.set_title(f"histogram (dashed: {percentiles[0]:g}-{percentiles[1]:g} percentile display range)",
+    hist.set_title(f"histogram; dashed: display range\n(percentiles {percentiles[0]:g} and {percentiles[1]:g})",
                    fontsize=8)
     hist.set_xlabel("value", fontsize=8)
     hist.set_ylabel("voxels (log)", fontsize=8)
