@@ -67,9 +67,10 @@ CELL_LICENCE = (
 )
 
 IHC_LICENCE = (
-    "skimage.data.immunohistochemistry(): immunohistochemical (IHC) staining with hematoxylin "
-    "counterstaining, 512x512 RGB, from the Human Protein Atlas (proteinatlas.org); public "
-    "domain per scikit-image's data README."
+    "skimage.data.immunohistochemistry(): colonic glands, IHC staining of the FHL2 protein "
+    "revealed with DAB, hematoxylin counterstaining, 512x512 RGB, acquired at the Center for "
+    "Microscopy And Molecular Imaging (CMMI); 'No known copyright restrictions' per "
+    "scikit-image's docstring."
 )
 CT_NORM = {"method": "ct", "window": [-1000.0, 400.0]}
 RGB_NORM = {"method": "fixed", "low": 0.0, "high": 255.0}

@@ -77,8 +77,9 @@ def test_respr_unet_3d_run_writes_everything(tmp_path, capsys, monkeypatch):
     assert _tags(run / "tb" / "validation")["epoch_psnr"] == 2
     assert _tags(run / "tb" / "images")["panel"] == 2  # one per epoch
     height, width, channels = _panel_shape(run / "tb" / "images")
-    # 4 columns (noisy | prior | denoised | clean) x 3 views (24x24 axial, 12x24, 12x24), 2 px gaps
-    assert (height, width, channels) == (24 + 12 + 12 + 3 * 2, 4 * (24 + 2), 1)
+    # 4 labelled columns (noisy | prior | denoised | clean) x 3 views (24x24 axial, 12x24,
+    # 12x24), 2 px gaps, enlarged 3x, under a 14-px label strip and beside a 16-px margin
+    assert (height, width, channels) == (14 + 3 * (24 + 12 + 12 + 3 * 2), 16 + 3 * 4 * (24 + 2), 1)
     traces = list((run / "tb" / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert traces and traces[0].stat().st_size > 0
     # checkpoint, final model, final metrics on the whole held-out volume
