@@ -34,7 +34,7 @@ from resprunet.variational import INSTALL_HINT, bm_available  # noqa: E402
 
 from demo_cli import demo_main, parameter_line  # noqa: E402  (experiments/ is sys.path[0])
 
-METRICS = ("psnr", "ssim", "nrmse", "relative_error")
+METRICS = ("psnr", "ssim", "relative_error")
 PRIOR = {"size": 9, "decay": 0.04, "include_self": False}
 MNI_SLICE = 40  # axial slice of mni152_t1 that tunes SPADE for scan 1
 WINDOW = (-1000.0, 400.0)  # CT window (HU) -> [0, 1]

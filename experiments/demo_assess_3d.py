@@ -31,7 +31,7 @@ from resprunet.variational import INSTALL_HINT, bm_available  # noqa: E402
 
 from demo_cli import demo_main, parameter_line  # noqa: E402  (experiments/ is sys.path[0])
 
-METRICS = ("psnr", "ssim", "ssim_slicewise", "nrmse", "relative_error")
+METRICS = ("psnr", "ssim", "ssim_slicewise", "relative_error")
 TUNING = "mni152_t1"
 REPORTED = ("epi", "t1_head")
 CROPS = {  # (z, y, x) crop of each volume
