@@ -10,7 +10,8 @@ import pytest
 
 from resprunet import models, zoo
 
-REQUIRED = {"unet2d_ct", "unet3d_mri", "respr_unet3d_mri", "blind_unet2d_ct", "microscopy_unet2d_pg"}
+REQUIRED = {"unet2d_ct", "unet3d_mri", "respr_unet3d_mri", "blind_unet2d_ct", "blind_unet3d_mri",
+            "microscopy_unet2d_pg", "histology_irunet2d_rgb"}
 CARD_KEYS = ("name", "summary", "architecture", "normalization", "noise", "training_data",
              "training", "evaluation", "tuning", "metrics")
 
@@ -48,6 +49,10 @@ def test_model_card_and_held_out_metric(name):
     assert abs(got["model"]["psnr"] - metrics["model"]["psnr"]) <= 0.2
     assert abs(got["noisy"]["psnr"] - metrics["noisy"]["psnr"]) <= 0.01
     assert got["model"]["psnr"] > got["noisy"]["psnr"] + 1.0  # it does denoise
+    for sigma, other in card.get("metrics_at_other_sigmas", {}).items():  # the same case, other levels
+        recipe = {**card["evaluation"], "noise": {**card["evaluation"]["noise"], "sigma": float(sigma)}}
+        got = zoo.evaluate(model, {**card, "evaluation": recipe})
+        assert abs(got["model"]["psnr"] - other["model"]["psnr"]) <= 0.2, (sigma, got, other)
 
 
 def test_blind_model_works_across_noise_levels():
