@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from data_pipelines.io.atomic import atomic_path
@@ -182,6 +183,7 @@ def _plot_curves(loss_ax: Axes, psnr_ax: Axes, history: dict[str, list[float]]) 
             if prefix + key in history:
                 ax.plot(epochs, history[prefix + key], style, markersize=3, label=name)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
