@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Denoise IN and write OUT in IN's units and with IN's metadata (a CT in HU comes "
             "back in HU, a NIfTI keeps its affine, a DICOM series is written as a new series). "
-            "Formats: NIfTI, DICOM file or series folder, TIFF, PNG, NPY/NPZ, HDF5. The "
+            "Formats: NIfTI, DICOM file or series folder, TIFF, PNG, NPY/NPZ, HDF5, (OME-)Zarr. The "
             "normalisation comes from the model's card (zoo) or the card.yaml next to a .keras "
             "file (else the run's config.yaml) and is inverted exactly.", 88),
         epilog=_EXAMPLES_DENOISE, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -268,11 +268,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from .models import describe
 
     _check_sigma(args.sigma, card, describe(model).needs_sigma)
-    volume = dp.read_volume(args.input, key=args.key, series=args.series)
+    # a Zarr input is read lazily; it is loaded here, whole (chunked inference is not there yet)
+    volume = dp.read_volume(args.input, key=args.key, series=args.series).load()
     dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
     prior: str | np.ndarray = zoo.prior_argument(card, args.prior)
     if args.prior not in ("auto", "none"):
-        prior = dp.read_volume(args.prior).array
+        prior = dp.read_volume(args.prior).load().array
     denoised = denoise_array(
         model, volume.array, zoo.normalizer(card), prior=prior, prior_options=zoo.prior_options(card),
         tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,

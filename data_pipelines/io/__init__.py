@@ -11,11 +11,19 @@ path                   format      notes
 ``*.png`` or a folder  PNG         one slice, or a folder of slices (natural sort)
 ``*.npy``, ``*.npz``   NumPy       ``key=`` picks an ``.npz`` array
 ``*.h5``, ``*.hdf5``   HDF5        ``key=`` is the dataset path
+``*.ome.zarr``,        OME-Zarr    a folder; read lazily, ``level=`` picks a resolution
+``*.zarr``                         level; written with a pyramid (optional ``zarr`` extra)
 =====================  ==========  ===========================================
 
-A folder is read as DICOM when it holds DICOM files, else as PNG slices. When writing, a
-path without suffix is a folder: a DICOM series (one file per slice) when the metadata
-comes from DICOM, else PNG slices. Every write is atomic (see :mod:`.atomic`).
+A folder is read as Zarr when its name ends in ``.zarr`` or it holds Zarr metadata
+(``zarr.json``, ``.zgroup``, ``.zarray``), else as DICOM when it holds DICOM files, else as
+PNG slices. When writing, a path without suffix is a folder: a DICOM series (one file per
+slice) when the metadata comes from DICOM, else PNG slices; a ``.zarr``/``.ome.zarr`` path is
+an OME-Zarr store (:mod:`.zarr`). Every write is atomic (see :mod:`.atomic`): a Zarr store is
+written to a temporary sibling folder, then renamed.
+
+Zarr inputs are lazy: the volume's ``array`` is the chunked Zarr array, not loaded (see
+:mod:`.zarr` for what reads it all, e.g. ``Volume.load()``).
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidDataError, UnsupportedFormatError, VolumeReadError, VolumeWriteError
-from ..volume import Volume
+from ..volume import Volume, is_lazy_array
 from .arrays import count_nonfinite
 from .atomic import atomic_path, check_writable
 from .dicom import dicom_affine, is_dicom_file, read_dicom, write_dicom
@@ -35,10 +43,12 @@ from .nifti import read_nifti, write_nifti
 from .npz import read_npz, read_npz_case, write_npz
 from .png import read_png, read_png_subjects, write_png
 from .tiff import read_tiff, write_tiff
+from .zarr import ZarrMissingError, read_zarr, write_zarr
 
 __all__ = [
     "SUFFIXES",
     "VolumeNotFoundError",
+    "ZarrMissingError",
     "atomic_path",
     "check_output",
     "check_writable",
@@ -52,7 +62,12 @@ __all__ = [
 SUFFIXES = {
     ".nii.gz": "nifti", ".nii": "nifti", ".dcm": "dicom", ".tif": "tiff", ".tiff": "tiff",
     ".png": "png", ".npz": "npz", ".npy": "npz", ".h5": "hdf5", ".hdf5": "hdf5",
+    ".ome.zarr": "zarr", ".zarr": "zarr",
 }
+#: Suffixes of two parts, checked before the last suffix alone.
+_DOUBLE_SUFFIXES = (".nii.gz", ".ome.zarr")
+#: Files that mark a folder as a Zarr store (format 3, format 2).
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _SUPPORTED = ", ".join(SUFFIXES) + ", or a folder of DICOM or PNG slices"
 
 
@@ -62,11 +77,14 @@ class VolumeNotFoundError(VolumeReadError, FileNotFoundError):
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    for double in _DOUBLE_SUFFIXES:
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Name of the reader for ``path``: ``nifti``, ``dicom``, ``tiff``, ``png``, ``npz`` or ``hdf5``.
+    """Name of the reader for ``path``: ``nifti``, ``dicom``, ``tiff``, ``png``, ``npz``, ``hdf5`` or ``zarr``.
 
     Raises
     ------
@@ -80,6 +98,9 @@ def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.exists():
         raise VolumeNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir() and (SUFFIXES.get(_suffix(path)) == "zarr"
+                          or any((path / marker).is_file() for marker in _ZARR_MARKERS)):
+        return "zarr"
     if path.is_dir():
         entries = [p for p in path.iterdir() if not p.name.startswith(".")]
         if not entries:
@@ -103,26 +124,32 @@ def read_volume(
     key: str | None = None,
     series: str | None = None,
     allow_nonfinite: bool = False,
+    level: int | None = None,
 ) -> Volume:
     """Read an image file or folder as a :class:`~data_pipelines.volume.Volume`.
 
     Parameters
     ----------
     path : str or os.PathLike
-        NIfTI, DICOM file or series folder, TIFF, PNG file or slice folder, NPY/NPZ or HDF5.
+        NIfTI, DICOM file or series folder, TIFF, PNG file or slice folder, NPY/NPZ, HDF5,
+        or a Zarr / OME-Zarr store.
     key : str or None
-        Array name (NPZ) or dataset path (HDF5).
+        Array name (NPZ), dataset path (HDF5) or array path in a plain Zarr group.
     series : str or None
         ``SeriesInstanceUID`` to pick from a DICOM folder holding several series.
     allow_nonfinite : bool
         Accept NaN/Inf voxels. By default they raise :class:`InvalidDataError`, since every
-        later step (normalisation, noise, training) would spread them.
+        later step (normalisation, noise, training) would spread them. Not checked for Zarr
+        (that would read the whole store): :meth:`Volume.load` checks it.
+    level : int or None
+        Resolution level of an OME-Zarr store (0, full resolution, by default).
 
     Returns
     -------
     Volume
         ``array`` float32 (z, y, x) or (z, y, x, c) in the source's units (HU for CT); a 2D
-        image is (1, y, x). ``spacing`` (dz, dy, dx) in mm (or ``meta["spacing_unit"]``) or
+        image is (1, y, x). For Zarr, a lazy chunked array in the stored dtype (not read;
+        ``volume.load()`` reads it as float32), see :mod:`data_pipelines.io.zarr`. ``spacing`` (dz, dy, dx) in mm (or ``meta["spacing_unit"]``) or
         None. ``meta`` holds ``format``, the stored ``dtype`` and what the writer needs.
 
     Raises
@@ -132,15 +159,20 @@ def read_volume(
     UnsupportedFormatError
         Unknown suffix.
     VolumeReadError
-        Corrupt/truncated file, empty folder, ambiguous ``key``/``series``, or an option
-        that does not apply to the format.
+        Corrupt/truncated file, empty folder, ambiguous ``key``/``series``, a missing
+        resolution ``level`` (the message lists those available), or an option that does
+        not apply to the format.
+    ZarrMissingError
+        A Zarr store and the optional ``zarr`` packages are not installed.
     InvalidDataError
         NaN/Inf voxels (with ``allow_nonfinite=False``) or unusable dimensions.
     """
     path = Path(path)
     fmt = detect_format(path)
-    if key is not None and fmt not in ("npz", "hdf5"):
-        raise VolumeReadError(f"{path}: key={key!r} applies to NPZ/HDF5 files, not {fmt}")
+    if key is not None and fmt not in ("npz", "hdf5", "zarr"):
+        raise VolumeReadError(f"{path}: key={key!r} applies to NPZ/HDF5 files and Zarr groups, not {fmt}")
+    if level is not None and fmt != "zarr":
+        raise VolumeReadError(f"{path}: level={level!r} applies to (OME-)Zarr stores, not {fmt}")
     if series is not None and fmt != "dicom":
         raise VolumeReadError(f"{path}: series={series!r} applies to DICOM folders, not {fmt}")
     if fmt == "nifti":
@@ -153,6 +185,8 @@ def read_volume(
         volume = read_png(path)
     elif fmt == "npz":
         volume = read_npz(path, key=key)
+    elif fmt == "zarr":
+        return read_zarr(path, level=level, key=key)  # lazy: no NaN/Inf scan (Volume.load makes it)
     else:
         volume = read_hdf5(path, key=key)
     bad = count_nonfinite(volume.array)
@@ -173,7 +207,7 @@ def _output_format(path: Path, meta: dict[str, Any]) -> tuple[str, bool]:
         raise UnsupportedFormatError(
             f"{path}: unknown output suffix {suffix!r}; supported: {_SUPPORTED} (a path without suffix)"
         )
-    return SUFFIXES[suffix], False
+    return SUFFIXES[suffix], SUFFIXES[suffix] == "zarr"  # a Zarr store is a folder
 
 
 def _default_dtype(array: np.ndarray, meta: dict[str, Any]) -> str:
@@ -228,6 +262,7 @@ def write_volume(
     force: bool = False,
     key: str | None = None,
     dtype: str | None = None,
+    levels: int | None = None,
 ) -> Path:
     """Write a volume (or an array with another volume's metadata) atomically.
 
@@ -238,6 +273,9 @@ def write_volume(
     path : str or os.PathLike
         Output; the format comes from the suffix (see the module notes). A path without
         suffix is a folder: a DICOM series when the metadata is DICOM, else PNG slices.
+        ``.zarr``/``.ome.zarr``: an OME-Zarr store with a multiscale pyramid
+        (:func:`data_pipelines.io.zarr.write_zarr`), written chunk by chunk (a lazy input
+        is not loaded whole).
     like : Volume or None
         Take metadata and spacing from this volume instead (e.g. write a denoised array
         with the input's NIfTI header or DICOM tags).
@@ -249,6 +287,9 @@ def write_volume(
         Stored dtype; default the source's stored dtype (``meta["dtype"]``), else the
         array's (float64 -> float32). Integer outputs are rounded and clipped to the
         dtype's range, never truncated.
+    levels : int or None
+        Zarr only: pyramid levels, level 0 included (default: down to a 64-voxel side, see
+        :mod:`data_pipelines.io.pyramid`).
 
     Returns
     -------
@@ -267,6 +308,8 @@ def write_volume(
     """
     if isinstance(volume_or_array, Volume):
         array, meta, spacing = volume_or_array.array, volume_or_array.meta, volume_or_array.spacing
+    elif is_lazy_array(volume_or_array):
+        array, meta, spacing = volume_or_array, {}, None
     else:
         array, meta, spacing = np.asarray(volume_or_array), {}, None
     if like is not None:
@@ -277,6 +320,10 @@ def write_volume(
     if array.ndim not in (3, 4) or array.size == 0:
         raise VolumeWriteError(f"{path}: expected a (z, y, x) or (z, y, x, c) array, got shape {array.shape}")
     fmt, folder = _output_format(path, meta)
+    if levels is not None and fmt != "zarr":
+        raise VolumeWriteError(f"{path}: levels={levels} applies to Zarr outputs, not {fmt}")
+    if fmt != "zarr" and is_lazy_array(array):
+        array = np.asarray(array)  # other formats are written from memory
     out_dtype = dtype or _default_dtype(array, meta)
     try:
         np.dtype(out_dtype)
@@ -295,6 +342,9 @@ def write_volume(
             write_png(array, tmp, dtype=out_dtype, folder=folder)
         elif fmt == "npz":
             write_npz(array, tmp, dtype=out_dtype, spacing=spacing, key=key or meta.get("key") or "data")
+        elif fmt == "zarr":
+            write_zarr(array, tmp, dtype=out_dtype, spacing=spacing, unit=meta.get("spacing_unit", "mm"),
+                       channel_axis=meta.get("channel_axis", "c"), levels=levels, name=meta.get("name") if same else None)
         else:
             write_hdf5(array, tmp, dtype=out_dtype, spacing=spacing, key=key or meta.get("key") or "data",
                        attrs=meta.get("attrs") if same else None, unit=meta.get("spacing_unit", "mm"))

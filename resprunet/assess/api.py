@@ -313,8 +313,8 @@ class Case:
         """
         import data_pipelines as dp
 
-        clean_vol, noisy_vol = dp.read_volume(clean), dp.read_volume(noisy)
-        arrays = [clean_vol.array, noisy_vol.array] + ([dp.read_volume(prior).array] if prior else [])
+        clean_vol, noisy_vol = dp.read_volume(clean).load(), dp.read_volume(noisy).load()  # Zarr: lazy -> memory
+        arrays = [clean_vol.array, noisy_vol.array] + ([dp.read_volume(prior).load().array] if prior else [])
         fitted = None
         if normalizer is not None:
             fitted = normalizer.fit(clean_vol.array)
