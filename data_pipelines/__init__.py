@@ -44,6 +44,7 @@ _LAZY = {
     "neighbour_slice_prior": "priors",
     "temporal_mean_prior": "priors",
     "external_prior": "priors",
+    "BlindSpot": "blindspot",
     "make_dataset": "datasets",
     "split_volumes": "datasets",
     "sample": "samples",

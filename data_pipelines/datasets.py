@@ -13,6 +13,10 @@ and shuffled after batching, which froze the noise and only reordered fixed batc
    for on-device use); the prior is computed in TensorFlow;
 3. shuffle, batch, prefetch; the element map runs in parallel and keeps its order, so a
    seeded run is reproducible while every epoch differs.
+
+With ``blindspot`` (Noise2Void-type training, :mod:`data_pipelines.blindspot`) the volumes
+are the noisy data themselves: no noise is added, and step 2 ends by masking the patch
+with a fresh, stateless mask seeded by the element's per-epoch key and index.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from .blindspot import BlindSpot
 from .errors import InvalidDataError, ShapeMismatchError
 from .noise import GaussianNoise, NoiseModel
 from .normalize import Normalizer
@@ -55,6 +60,7 @@ class _Spec:
     noise_level: bool = False  # also serve each patch's noise sigma as a map, input "sigma"
     context: int = 0  # 2D: noisy slices on each side served as channels, input "context"
     colour: bool = False  # the last axis holds image channels (RGB): all served together
+    blindspot: BlindSpot | None = None  # the volumes are noisy data, served masked
 
     @property
     def margin(self) -> int:
@@ -225,6 +231,8 @@ class _PatchSampler:
         sigma = 0.0
         if self.spec.real_noisy:
             noisy = np.ascontiguousarray(slab[..., frames : 2 * frames])
+        elif self.noise is None:  # blind-spot training: the volume is the noisy data
+            noisy = np.ascontiguousarray(slab[..., :frames])
         else:
             noise = self.noise.realise(rng) if self.spec.noise_level else self.noise  # type: ignore[union-attr]
             noisy = noise(slab[..., :frames], rng)  # type: ignore[misc]
@@ -271,6 +279,8 @@ def _element_fn(sampler: _PatchSampler) -> Any:
             prior = core(tf.reduce_mean(noisy, axis=-1, keepdims=True))
         elif spec.prior == "external":
             prior = core(slab[..., -1:])
+        if spec.blindspot is not None:
+            return spec.blindspot.training_pair(core(noisy), tf.stack([key, index]))
         if spec.prior == "temporal":  # input and target are one frame of the series
             noisy, clean = tf.gather(noisy, [frame], axis=-1), tf.gather(clean, [frame], axis=-1)
         inputs = {"noisy": core(noisy)}
@@ -337,6 +347,7 @@ def make_dataset(
     noise_level: bool = False,
     context: int = 0,
     channels: int = 1,
+    blindspot: BlindSpot | None = None,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(inputs, clean)`` training or validation patches.
 
@@ -411,6 +422,13 @@ def make_dataset(
         Image channels (3 for RGB): volumes are (z, y, x, channels) (one (y, x, channels)
         image with 2D patches), normalised together, corrupted independently per channel,
         and served whole as input and target. Not with ``prior="temporal"``.
+    blindspot : BlindSpot, optional
+        Blind-spot (Noise2Void) training: ``volumes`` are NOISY volumes (normalised on
+        themselves by ``normalizer``), no noise is added (``noise`` must be None or left at
+        its default), and each patch is served masked by
+        :meth:`~data_pipelines.blindspot.BlindSpot.training_pair` with a fresh mask per
+        element and epoch (a fixed one per element when not ``training``). Not with
+        ``noisy``, a prior, ``noise_level`` or ``context``.
 
     Returns
     -------
@@ -419,6 +437,9 @@ def make_dataset(
         patches or (B, py, px, channels) for 2D; ``inputs`` the noisy tensor of the same
         shape, or a dict
         ``{"noisy": ..., "prior": ..., "sigma": ...}`` when a prior or the noise level is asked.
+        With ``blindspot``: ``(masked, target)``, ``masked`` the masked noisy patch and
+        ``target`` the unmasked noisy patch with the mask as an extra last channel
+        (B, ..., channels + 1).
 
     Raises
     ------
@@ -439,7 +460,14 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if foreground is not None and not 0.0 <= foreground <= 1.0:
         raise ValueError(f"foreground must be a fraction in [0, 1], got {foreground}")
-    if noisy is not None:
+    if blindspot is not None:
+        if noise is not None and noise is not DEFAULT_NOISE:
+            raise ValueError("blindspot training uses the volumes' own noise: pass noise=None")
+        if noisy is not None or prior is not None or noise_level or context:
+            raise ValueError("blindspot training takes noisy volumes only: no noisy pairs, prior, "
+                             "noise_level or context")
+        noise = None
+    elif noisy is not None:
         if noise is not None and noise is not DEFAULT_NOISE:
             raise ValueError("real noisy volumes were given: pass noise=None (no synthetic noise is added)")
         noise = None
@@ -476,6 +504,7 @@ def make_dataset(
         noise_level=noise_level,
         context=int(context),
         colour=channels > 1,
+        blindspot=blindspot,
     )
     noisy_items = _check_list("noisy", noisy, len(volumes))
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]

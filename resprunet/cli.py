@@ -231,7 +231,9 @@ def _card_from_run_config(folder: Path) -> dict[str, Any]:
         "name": str(folder),
         "normalization": norm.to_dict(),
         "prior": {"kind": prior, **(data.get("prior_options") or {})} if prior else None,
-        "noise": data.get("noise"),
+        # blind-spot runs add no noise: their data's noise is simulate_noise, or unknown (real)
+        "noise": data.get("noise") if run_config.get("method", "supervised") == "supervised"
+        else data.get("simulate_noise"),
     }
 
 

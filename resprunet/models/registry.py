@@ -30,9 +30,12 @@ _SEED_UNET_TRUNK = {
     "pooling": "max",
     "final_activation": None,
 }
+#: N2V2 (Hoeck et al. 2022): max-blur-pool, no top skip, no residual; linear upsampling (as
+#: CAREamics), since without the top skip nearest upsampling's 2-voxel blocks reach the output.
+N2V2_OPTIONS: dict[str, Any] = {"pooling": "blur", "top_skip": False, "residual": False, "upsampling": "linear"}
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "convnet": {"seed": {"filters": 64, "final_activation": None}},
-    "unet": {"seed": {**_SEED_UNET_TRUNK, "residual": False}},
+    "unet": {"seed": {**_SEED_UNET_TRUNK, "residual": False}, "n2v2": N2V2_OPTIONS},
     "respr_unet": {"seed": _SEED_UNET_TRUNK},
     "irunet": {"seed": {"filters": 16}},
 }
@@ -59,8 +62,9 @@ def build(name: str, ndim: int = 2, *, preset: str | None = None, **options: Any
     ndim : int
         2 for images ``(batch, y, x, c)``, 3 for volumes ``(batch, z, y, x, c)``.
     preset : str, optional
-        ``"seed"`` gives the original architecture (see :func:`presets`); explicit ``options``
-        override the preset's values.
+        ``"seed"`` gives the original architecture, ``"n2v2"`` (U-Net) the N2V2 variant
+        (:data:`N2V2_OPTIONS`; see :func:`presets`); explicit ``options`` override the
+        preset's values.
     **options
         Keyword options of the builder (``channels``, ``filters``, ``depth``, ...); see
         :func:`~resprunet.models.unet.unet` and the other builders.

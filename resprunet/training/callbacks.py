@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from .config import TrainConfig
+from .config import BLINDSPOT_METHODS, TrainConfig
 from .runs import read_history
 
 PANEL_GAP = 2  # pixels between panel tiles
@@ -120,7 +120,8 @@ def labelled_panel(columns: list[np.ndarray], labels: list[str]) -> np.ndarray:
 
 class ImagePanel(keras.callbacks.Callback):
     """Write labelled ``noisy | [prior |] denoised | clean`` panels of fixed validation samples
-    to TensorBoard (the prior column only for a model with a prior input).
+    to TensorBoard (the prior column only for a model with a prior input, the clean column
+    only when there is a clean image: not in blind-spot training).
 
     Parameters
     ----------
@@ -129,29 +130,30 @@ class ImagePanel(keras.callbacks.Callback):
         one step per epoch.
     inputs : np.ndarray or dict
         Model input of a fixed batch: the noisy batch, or ``{"noisy": ..., "prior": ...}``.
-    clean : np.ndarray
-        The clean batch, (n, *spatial, c).
+    clean : np.ndarray or None
+        The clean batch, (n, *spatial, c); None when there is none.
     """
 
-    def __init__(self, log_dir: str | Path, inputs: Any, clean: np.ndarray) -> None:
+    def __init__(self, log_dir: str | Path, inputs: Any, clean: np.ndarray | None) -> None:
         super().__init__()
         self.log_dir = str(Path(log_dir) / "images")
         self.inputs = inputs
-        self.clean = np.asarray(clean)
+        self.clean = None if clean is None else np.asarray(clean)
         self._writer: Any = None
 
     def _columns(self, denoised: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         """The panel's columns and their labels."""
+        clean = ([], []) if self.clean is None else ([self.clean], ["clean"])
         if isinstance(self.inputs, dict):  # the prior, if any; never the noise-level map
             shown = [k for k in ("noisy", "prior") if k in self.inputs]
-            return [*(self.inputs[k] for k in shown), denoised, self.clean], [*shown, "denoised", "clean"]
-        return [self.inputs, denoised, self.clean], ["noisy", "denoised", "clean"]
+            return [*(self.inputs[k] for k in shown), denoised, *clean[0]], [*shown, "denoised", *clean[1]]
+        return [self.inputs, denoised, *clean[0]], ["noisy", "denoised", *clean[1]]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         denoised = keras.ops.convert_to_numpy(self.model(self.inputs, training=False))
         columns, labels = self._columns(denoised.astype(np.float32))
-        images = np.stack([labelled_panel([c[i] for c in columns], labels) for i in range(len(self.clean))])
-        rows = " (rows: the middle xy, xz and yz slices)" if self.clean.ndim == 5 else ""
+        images = np.stack([labelled_panel([c[i] for c in columns], labels) for i in range(len(denoised))])
+        rows = " (rows: the middle xy, xz and yz slices)" if denoised.ndim == 5 else ""
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
@@ -276,10 +278,11 @@ class ThroughputLogger(keras.callbacks.Callback):
                          self._step, self.batch_size * done / seconds, seconds / done)
 
 
-def best_logged(csv_path: Path, key: str) -> float | None:
-    """Largest finite value of column ``key`` in a CSV log, or None (no file, column or value)."""
+def best_logged(csv_path: Path, key: str, mode: str = "max") -> float | None:
+    """Best (``mode`` "max": largest, "min": smallest) finite value of column ``key`` in a CSV
+    log, or None (no file, column or value)."""
     values = [v for v in read_history(csv_path).get(key, []) if math.isfinite(v)]
-    return max(values) if values else None
+    return (max if mode == "max" else min)(values) if values else None
 
 
 def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndarray] | None) -> list:
@@ -301,13 +304,15 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
         Throughput log (samples/s and ETA every 30 s, :class:`ThroughputLogger`),
         learning-rate log, CSV log (appending, so a resumed run continues it), TensorBoard
         (scalars, weight histograms every ``histogram_freq`` epochs, profiler over
-        ``profile_batch``), image panel, best-``val_psnr`` checkpoint, early stopping, and
+        ``profile_batch``), image panel, best-``val_psnr`` checkpoint (blind-spot methods:
+        lowest ``val_loss``), early stopping, and
         last ``BackupAndRestore`` (so an epoch's logs are complete before its backup marks
         it done).
     """
     cb = config.callbacks
     csv_path = run_dir / "metrics.csv"
-    best_so_far = best_logged(csv_path, "val_psnr")  # a resumed run keeps its best checkpoint
+    monitor, mode = ("val_loss", "min") if config.method in BLINDSPOT_METHODS else ("val_psnr", "max")
+    best_so_far = best_logged(csv_path, monitor, mode)  # a resumed run keeps its best checkpoint
     steps_per_epoch = -(-config.data.patches_per_epoch // config.data.batch_size)
     callbacks: list = [
         ThroughputLogger(config.data.batch_size, steps_per_epoch, config.epochs),
@@ -324,8 +329,8 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
     callbacks.append(
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "checkpoints" / "best.keras"),
-            monitor="val_psnr",
-            mode="max",
+            monitor=monitor,
+            mode=mode,
             save_best_only=True,
             initial_value_threshold=best_so_far,
         )

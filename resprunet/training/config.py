@@ -23,6 +23,10 @@ JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
 PRIORS = (None, "neighbour", "temporal", "file")
+#: Training methods: supervised (clean targets, synthetic or paired noise) or blind-spot
+#: (noisy data alone: Noise2Void, N2V2, structN2V).
+METHODS = ("supervised", "n2v", "n2v2", "structn2v")
+BLINDSPOT_METHODS = METHODS[1:]
 
 
 class ConfigError(ValueError):
@@ -85,6 +89,13 @@ class DataConfig:
         Passed to ``make_dataset(foreground=...)``: how strongly patches favour foreground.
     augment : bool
         Random flips (and rotations where isotropic) of training patches.
+    simulate_noise : dict or None
+        Blind-spot methods only. None: ``train``/``val`` are noisy volumes, used as they are
+        (``noise`` is not used: no noise is ever added). A noise spec (as ``noise``): they are
+        clean references, each corrupted ONCE with this noise (seeded, the same every epoch,
+        like one noisy acquisition) before training, for measuring against a clean image.
+        ``test`` volumes are clean references scored with ``eval_noise`` (default
+        ``simulate_noise``) added, as in supervised runs.
     """
 
     train: list[str] = field(default_factory=lambda: ["mni152_t1"])
@@ -108,6 +119,7 @@ class DataConfig:
     val_patches: int = 16
     foreground: float = 0.0
     augment: bool = True
+    simulate_noise: dict[str, Any] | None = None
 
 
 @dataclass
@@ -174,6 +186,28 @@ class CallbackConfig:
 
 
 @dataclass
+class BlindSpotConfig:
+    """Masking of blind-spot training (``method`` n2v, n2v2, structn2v): ``data_pipelines.BlindSpot``.
+
+    Attributes
+    ----------
+    fraction : float
+        Expected fraction of masked voxels per patch, in (0, 0.1] (Noise2Void: 0.002).
+    window : int
+        Odd side (voxels) of the window a masked voxel's replacement is drawn from.
+    struct_axis : int
+        structn2v: patch axis of the correlated noise (-1 = x, -2 = y, -3 = z for 3D).
+    struct_span : int
+        structn2v: voxels hidden on each side of a masked voxel along ``struct_axis``.
+    """
+
+    fraction: float = 0.002
+    window: int = 5
+    struct_axis: int = -1
+    struct_span: int = 2
+
+
+@dataclass
 class RunConfig:
     """Run directory ``<root>/<name>/<UTC timestamp>/``."""
 
@@ -183,8 +217,18 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; see the section dataclasses for the fields."""
+    """Everything a training run needs; see the section dataclasses for the fields.
 
+    ``method``: ``"supervised"`` (default: clean targets with synthetic or paired noise), or
+    blind-spot training from noisy data alone (``data.train``/``data.val`` noisy volumes,
+    masked as ``blindspot`` says, loss ``mse`` on masked voxels only, no PSNR/SSIM during
+    training, checkpoint on ``val_loss``): ``"n2v"`` (Noise2Void), ``"n2v2"`` (the U-Net
+    becomes N2V2: blur pooling, no top skip, linear upsampling) or ``"structn2v"`` (line
+    masks along ``blindspot.struct_axis``).
+    """
+
+    method: str = "supervised"
+    blindspot: BlindSpotConfig = field(default_factory=BlindSpotConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -225,6 +269,7 @@ def validate(config: TrainConfig) -> None:
     ConfigError
         Naming the key, the value and what was expected.
     """
+    _choice("method", config.method, METHODS)
     _choice("loss", config.loss, LOSSES)
     _choice("precision", config.precision, PRECISIONS)
     _choice("jit_compile", config.jit_compile, JIT_COMPILE)
@@ -261,11 +306,48 @@ def validate(config: TrainConfig) -> None:
                 f"config {key}={shape} has {len(shape)} axes, expected model.ndim="
                 f"{config.model.ndim}"
             )
+    if config.method in BLINDSPOT_METHODS:
+        _validate_blindspot(config)
+    elif config.data.simulate_noise is not None:
+        raise ConfigError("config data.simulate_noise is for blind-spot methods; supervised runs add data.noise")
     profile = config.callbacks.profile_batch
     if profile is not None and (len(profile) != 2 or not 1 <= profile[0] <= profile[1]):
         raise ConfigError(
             f"config callbacks.profile_batch={profile} must be [first, last] with 1 <= first <= last"
         )
+
+
+def _validate_blindspot(config: TrainConfig) -> None:
+    """The settings blind-spot training (``method`` n2v, n2v2, structn2v) cannot use."""
+    from data_pipelines.blindspot import BlindSpot
+
+    method, data, bs = config.method, config.data, config.blindspot
+    try:
+        BlindSpot(bs.fraction, bs.window)
+    except ValueError as err:
+        raise ConfigError(f"config blindspot: {err}") from err
+    if method == "structn2v" and (not -config.model.ndim <= bs.struct_axis < config.model.ndim
+                                  or bs.struct_span < 1):
+        raise ConfigError(f"config method=structn2v needs blindspot.struct_axis in [-{config.model.ndim}, "
+                          f"{config.model.ndim}) and blindspot.struct_span >= 1, got {bs.struct_axis}, {bs.struct_span}")
+    refused = {
+        "loss": (config.loss != "mse", "mse (taken on the masked voxels)"),
+        "data.prior": (data.prior is not None, "null"),
+        "data.spectral_kev": (data.spectral_kev is not None, "null"),
+        "data.test_fraction": (data.test_fraction != 0, "0 (test volumes are clean references, listed in data.test)"),
+        "strategy": (config.strategy == "multiworker", "default or mirrored"),
+    }
+    for key, (bad, expected) in refused.items():
+        if bad:
+            raise ConfigError(f"config method={method} needs {key}={expected}")
+    if method == "n2v2" and config.model.name != "unet":
+        raise ConfigError(f"config method=n2v2 needs model.name=unet (N2V2 is a U-Net), got {config.model.name!r}")
+    if config.early_stopping.patience and not config.early_stopping.monitor.endswith("loss"):
+        raise ConfigError(f"config method={method} has no clean target: early_stopping.monitor must be "
+                          f"val_loss, got {config.early_stopping.monitor!r}")
+    if data.test and data.eval_noise is None and data.simulate_noise is None:
+        raise ConfigError(f"config method={method} scores data.test (clean references) with data.eval_noise "
+                          "added: set data.eval_noise (or data.simulate_noise), or leave data.test empty")
 
 
 def _is_dataclass_type(tp: Any) -> bool:

@@ -91,7 +91,8 @@ class TrainingData:
     steps_per_epoch : int
         Batches per epoch, ``ceil(patches_per_epoch / batch_size)``.
     panel : (inputs, clean)
-        The first ``panel_samples`` validation patches as numpy arrays (image panel).
+        The first ``panel_samples`` validation patches as numpy arrays (image panel); for
+        blind-spot training the unmasked noisy patches and None.
     test_volumes : list of Volume
         The test volumes (raw units) for the final whole-volume evaluation; they play no
         part in training, checkpoint choice or early stopping.
@@ -102,7 +103,7 @@ class TrainingData:
     train: Any
     val: Any
     steps_per_epoch: int
-    panel: tuple[Any, np.ndarray]
+    panel: tuple[Any, np.ndarray | None]
     test_volumes: list[dp.Volume]
     val_baseline: dict[str, float]
 
@@ -133,6 +134,26 @@ def validation_baseline(val: Any) -> dict[str, float]:
             err = np.mean((np.asarray(value, np.float64) - target) ** 2, axis=tuple(range(1, target.ndim)))
             scores.setdefault(f"{name}_psnr", []).extend(10 * np.log10(1.0 / np.maximum(err, 1e-12)))
     return {key: round(float(np.mean(values)), 3) for key, values in scores.items()}
+
+
+def blindspot_baseline(val: Any) -> dict[str, float]:
+    """Masked MSE (normalised units squared) of a model that returns its masked input, on the
+    blind-spot validation patches: what ``val_loss`` must beat.
+
+    Parameters
+    ----------
+    val : tf.data.Dataset
+        ``(masked, target)`` batches, ``target`` the noisy patch with the mask as last channel.
+
+    Returns
+    -------
+    dict
+        ``identity_masked_mse``, averaged per patch as ``val_loss`` is.
+    """
+    from .losses import masked_mse
+
+    values = [np.asarray(masked_mse(target, masked)) for masked, target in val]
+    return {"identity_masked_mse": round(float(np.mean(np.concatenate(values))), 6)}
 
 
 @dataclass
@@ -178,10 +199,7 @@ def split(config: DataConfig, seed: int) -> Split:
         A fraction outside (0, 1) where one is needed, too few volumes to split, or a volume
         named in two roles.
     """
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        shared = sorted(set(getattr(config, a)) & set(getattr(config, b)))
-        if shared:
-            raise ConfigError(f"config data.{a} and data.{b} share {shared}; a volume may have one role only")
+    _check_roles(config)
     if config.prior == "file":
         return _split_with_prior_files(config)
     train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
@@ -201,6 +219,72 @@ def split(config: DataConfig, seed: int) -> Split:
         if config.prior != "temporal":  # a model without the prior learns from single bins
             train, val = ([b for v in vols for b in frames(v)] for vols in (train, val))
     return Split(train, val, test)
+
+
+def _check_roles(config: DataConfig) -> None:
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = sorted(set(getattr(config, a)) & set(getattr(config, b)))
+        if shared:
+            raise ConfigError(f"config data.{a} and data.{b} share {shared}; a volume may have one role only")
+
+
+def hold_out_slices(volume: dp.Volume, fraction: float) -> tuple[dp.Volume, dp.Volume]:
+    """Split one volume along z into a training slab and the last ``round(fraction * z)``
+    slices (at least 1) for validation.
+
+    For blind-spot training on a single noisy volume: validation only tracks the masked
+    loss on slices not trained on (neighbouring slices at the cut share anatomy).
+
+    Raises
+    ------
+    ConfigError
+        A volume with fewer than 2 slices, or a fraction outside (0, 1).
+    """
+    depth = volume.shape[0]
+    if depth < 2 or not 0.0 < fraction < 1.0:
+        raise ConfigError(f"config data.val is empty: {volume.name} {volume.shape} needs >= 2 slices and "
+                          f"data.val_fraction in (0, 1) (got {fraction}) to hold out validation slices")
+    cut = depth - min(depth - 1, max(1, round(depth * fraction)))
+    log.warning("data.val is empty and there is one training volume: slices %d-%d of %s validate", cut,
+                depth - 1, volume.name)
+    return (dp.Volume(volume.array[:cut], volume.spacing, volume.meta, f"{volume.source}#z:{cut}"),
+            dp.Volume(volume.array[cut:], volume.spacing, volume.meta, f"{volume.source}#z{cut}:"))
+
+
+def simulate_acquisition(volume: dp.Volume, noise: dp.NoiseModel, normalizer: dp.Normalizer,
+                         seed: list[int]) -> dp.Volume:
+    """One fixed noisy realisation of a clean volume, in its source units: the noise is added
+    in the units of ``normalizer`` fitted on the clean volume (the units sigma is given in)."""
+    fitted = normalizer.fit(volume.array)
+    noisy = fitted.inverse(noise(fitted(volume.array), np.random.default_rng(seed)))
+    return dp.Volume(np.asarray(noisy, np.float32), volume.spacing, volume.meta, f"{volume.source}#noisy")
+
+
+def split_noisy(config: DataConfig, seed: int) -> Split:
+    """The volumes of a blind-spot run: ``train`` and ``val`` noisy (``simulate_noise``, if
+    set, corrupts them once, seeded by ``seed``, the role and the index), ``test`` clean
+    references. ``val`` if given, else ``val_fraction`` of the training volumes (whole
+    volumes), or of the slices of a single training volume (:func:`hold_out_slices`).
+
+    Raises
+    ------
+    ConfigError
+        A volume in two roles, or too little data to hold out validation.
+    """
+    _check_roles(config)
+    train = [part for vol in load_volumes(config.train) for part in by_subject(vol)]
+    if config.val:
+        val = load_volumes(config.val)
+    elif len(train) == 1:
+        part, held = hold_out_slices(train[0], config.val_fraction)
+        train, val = [part], [held]
+    else:
+        train, val = _hold_out(train, config.val_fraction, "val_fraction", seed)
+    if config.simulate_noise is not None:
+        noise = make_noise(config.simulate_noise, "data.simulate_noise")
+        train, val = ([simulate_acquisition(v, noise, make_normalizer(config.normalize), [seed, role, i])
+                       for i, v in enumerate(vols)] for role, vols in enumerate((train, val)))
+    return Split(train, val, load_volumes(config.test))
 
 
 def _split_with_prior_files(config: DataConfig) -> Split:
@@ -270,6 +354,7 @@ def build_training_data(
     noise_level: bool = False,
     context: int = 0,
     channels: int = 1,
+    blindspot: dp.BlindSpot | None = None,
 ) -> TrainingData:
     """Load, split and serve the data of a run.
 
@@ -295,16 +380,21 @@ def build_training_data(
         (a 2.5D model built with ``context``).
     channels : int
         Image channels of the model (3 for RGB): volumes are (z, y, x, channels).
+    blindspot : data_pipelines.BlindSpot, optional
+        Blind-spot training: noisy volumes (:func:`split_noisy`) served masked, no noise
+        added; ``(masked, target)`` batches as ``dp.make_dataset(blindspot=...)`` gives.
 
     Returns
     -------
     TrainingData
     """
-    volumes = split(config, seed)
+    volumes = split(config, seed) if blindspot is None else split_noisy(config, seed)
     train_vols, val_vols = volumes.train, volumes.val
     log.info("data: train on %s; validate on %s; test on %s", [v.name for v in train_vols],
              [v.name for v in val_vols], [v.name for v in volumes.test] or "nothing (no held-out metrics)")
     options = dataset_options(config)
+    if blindspot is not None:
+        options.update(noise=None, blindspot=blindspot)
     batch = batch_size or config.batch_size
     train = dp.make_dataset(
         train_vols, patch_shape=tuple(config.patch_shape), batch_size=batch,
@@ -321,10 +411,15 @@ def build_training_data(
         noise_level=noise_level, context=context, channels=channels, **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
+    steps = -(-config.patches_per_epoch // config.batch_size)
+    if blindspot is not None:  # the panel shows the unmasked noisy patches; there is no clean one
+        baseline = blindspot_baseline(val)
+        log.info("validation baseline (what val_loss must beat): masked MSE %.4g of the identity",
+                 baseline["identity_masked_mse"])
+        return TrainingData(train, val, steps, (clean.numpy()[..., :-1], None), volumes.test, baseline)
     panel_inputs = (
         {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
     )
-    steps = -(-config.patches_per_epoch // config.batch_size)
     baseline = validation_baseline(val)
     log.info("validation baseline (what the model must beat): %s",
              ", ".join(f"{k.replace('_psnr', '')} {v:.2f} dB" for k, v in baseline.items()))

@@ -1,4 +1,5 @@
-"""Training losses: MSE, MAE and the L1 + SSIM mix (``get_loss(name)``)."""
+"""Training losses: MSE, MAE and the L1 + SSIM mix (``get_loss(name)``), and the masked MSE of
+blind-spot training (:func:`masked_mse`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -35,6 +36,33 @@ class L1SSIMLoss(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "data_range": self.data_range}
+
+
+@keras.saving.register_keras_serializable(package="resprunet")
+def masked_mse(y_true: Any, y_pred: Any) -> Any:
+    """Mean squared error over the masked voxels of each sample (blind-spot training).
+
+    Parameters
+    ----------
+    y_true : tensor, shape (batch, *spatial, c + 1)
+        The unmasked noisy patch (``c`` channels) with the mask (1 at masked voxels, else 0)
+        as last channel, as served by ``data_pipelines.BlindSpot.training_pair``.
+    y_pred : tensor, shape (batch, *spatial, c)
+        The network's output for the masked patch.
+
+    Returns
+    -------
+    tensor, shape (batch,)
+        ``sum(mask * (y_pred - noisy)**2) / (c * sum(mask))`` per sample (0 for a sample
+        without masked voxels); unmasked voxels do not enter it.
+    """
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    target, mask = y_true[..., :-1], y_true[..., -1:]
+    axes = tuple(range(1, len(y_pred.shape)))
+    squared = ops.where(mask > 0, ops.square(y_pred - target), 0.0)
+    count = ops.sum(mask, axis=axes) * ops.cast(ops.shape(target)[-1], "float32")
+    return ops.sum(squared, axis=axes) / ops.maximum(count, 1.0)
 
 
 def get_loss(name: str) -> keras.losses.Loss:

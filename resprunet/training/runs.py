@@ -8,7 +8,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import keras
 
 from data_pipelines.io.atomic import atomic_path
 
-from .config import TrainConfig, save_config
+from .config import BLINDSPOT_METHODS, TrainConfig, save_config
 from .data import TrainingData
 from .evaluate import evaluate_volume
 
@@ -140,10 +140,13 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: Trainin
     PSNR on the validation patches, beside the history's ``val_psnr``).
     """
     test_volumes = data.test_volumes
+    scoring = config.data
+    if config.method in BLINDSPOT_METHODS:  # test volumes are clean references; data.noise is unused
+        scoring = replace(scoring, eval_noise=scoring.eval_noise or scoring.simulate_noise)
     keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
     saved = keras.models.load_model(run_dir / "model.keras")
     evaluations = [
-        evaluate_volume(saved, vol, config.data, config.model.ndim, config.seed + 2)
+        evaluate_volume(saved, vol, scoring, config.model.ndim, config.seed + 2)
         for vol in test_volumes
     ]
     final = {"test_volumes": [vol.name for vol in test_volumes], "evaluations": evaluations,

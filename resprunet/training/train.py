@@ -5,7 +5,7 @@ Run directory ``<run.root>/<run.name>/<UTC timestamp>/``::
     config.yaml          resolved configuration (reproduces the run)
     metrics.csv          one row per epoch (loss, psnr, ssim, val_*, learning_rate)
     tb/                  TensorBoard: train/ and validation/ scalars, histograms, images/, profile
-    checkpoints/best.keras   best validation PSNR
+    checkpoints/best.keras   best validation PSNR (blind-spot methods: lowest validation loss)
     backup/              BackupAndRestore state while running (removed when the run ends)
     model.keras          final model
     runtime.log          one line per start: hardware, oneDNN, XLA, precision, versions
@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ..runtime import precision_policy
 from ..models import describe
-from .build import build_model, compile_model, start_runtime
+from .build import build_model, compile_model, make_blindspot, start_runtime
 from .callbacks import make_callbacks
 from .config import TrainConfig
 from .data import build_training_data
@@ -75,7 +75,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
             info = describe(model)
             data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
                                        noise_level=info.needs_sigma, context=info.context,
-                                       channels=info.channels)
+                                       channels=info.channels, blindspot=make_blindspot(config))
             with strategy.scope():
                 compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
