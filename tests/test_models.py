@@ -60,7 +60,7 @@ def test_ndim_other_than_2_or_3_is_rejected(ndim):
 def test_unknown_preset_and_bad_options_are_rejected():
     with pytest.raises(ValueError, match=r"preset='tiny'.*\['n2v2', 'seed'\]"):
         models.build("unet", preset="tiny")
-    with pytest.raises(ValueError, match=r"upsampling='bilinear'.*\['nearest', 'transpose'\]"):
+    with pytest.raises(ValueError, match=r"upsampling='bilinear'.*\['nearest', 'linear', 'transpose'\]"):
         models.build("unet", upsampling="bilinear")
     with pytest.raises(ValueError, match=r"depth=0"):
         models.build("unet", depth=0)
