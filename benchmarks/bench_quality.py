@@ -123,7 +123,7 @@ CASES = (
     QualityCase("head CT", _pydicom("J2K_pixelrep_mismatch.dcm"), _ct_subject(1),
                 ("unet2d_ct", "blind_unet2d_ct"), 2),
     QualityCase("hubble photons", _skimage("hubble_deep_field"), _skimage("cell", slice(0, 400)),
-                ("microscopy_unet2d_pg",), 2, photon_limited=True),
+                ("microscopy_unet2d_pg", "blind_unet2d_grey"), 2, photon_limited=True),
     QualityCase("ihc histology", _skimage_rgb("immunohistochemistry", slice(416, 512)),
                 _skimage_rgb("immunohistochemistry", slice(0, 96)), ("histology_irunet2d_rgb",), 2,
                 sigmas=(10 / 255, 25 / 255, 50 / 255), colour=True),
@@ -177,20 +177,21 @@ def classical(case: QualityCase, reference_tune: dp.Normalizer, noise: dp.NoiseM
 def colour_classical(clean: np.ndarray, noisy: np.ndarray, sigma: float,
                      bm: bool) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """TV and NL-means per channel, tuned on the (1, y, x, 3) ``clean``/``noisy`` pair; colour
-    BM3D (``bm3d_rgb``) with the true sigma."""
+    BM3D (``bm3d_rgb``) with the true sigma. The returned methods take and give (1, y, x, 3)."""
     from resprunet.variational import (bm3d_rgb_denoise, nl_means_denoise, per_channel, tune_on_validation,
                                        tv_denoise)
 
     tv, nl_means = per_channel(tv_denoise), per_channel(nl_means_denoise)
+    clean, noisy = clean[0], noisy[0]  # (y, x, 3): the classical methods take one colour image
     weight = tune_on_validation(tv, clean, noisy, {"weight": [sigma * f for f in (0.5, 0.8, 1.2, 1.8)]})["weight"]
     h = tune_on_validation(lambda f, h: nl_means(f, h=h, sigma=sigma), clean, noisy,
                            {"h": [sigma * f for f in (0.4, 0.6, 0.8, 1.0)]})["h"]
     out: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        f"tv per channel (weight {weight:.3g})": lambda f: tv(f, weight),
-        f"nl-means per channel (h {h:.3g})": lambda f: nl_means(f, h=h, sigma=sigma),
+        f"tv per channel (weight {weight:.3g})": lambda f: tv(f[0], weight)[np.newaxis],
+        f"nl-means per channel (h {h:.3g})": lambda f: nl_means(f[0], h=h, sigma=sigma)[np.newaxis],
     }
     if bm:
-        out["colour bm3d (true sigma)"] = lambda f: bm3d_rgb_denoise(f, sigma)
+        out["colour bm3d (true sigma)"] = lambda f: bm3d_rgb_denoise(f[0], sigma)[np.newaxis]
     return out
 
 

@@ -106,6 +106,10 @@ def _cell_recipe(rows: list[int], seed: int) -> dict[str, Any]:
             "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02}, "noise_seed": seed}
 
 
+def _gaussian_cell_recipe(rows: list[int], sigma: float, seed: int) -> dict[str, Any]:
+    return {**_cell_recipe(rows, seed), "noise": {"kind": "gaussian", "sigma": sigma}}
+
+
 # Roles: CT trains on the two pydicom-data slices, validates on ct_slices subject 1 and is
 # tested on subject 0; MRI trains on the 2 mm template and t1_head, validates on the 1 mm
 # template (t1_head's own noise, sigma ~0.07, makes it a poor reference for validation) and is
@@ -154,14 +158,14 @@ SPECS: dict[str, dict[str, Any]] = {
     "blind_unet3d_mri": {
         "summary": "3D U-Net conditioned on the noise level, T1/EPI MR volumes (percentile-normalised), "
                    "blind: Gaussian sigma drawn from (0.02, 0.15) per patch; give --sigma or let it be estimated",
-        "config": {"data": {"patch_shape": [24, 48, 48],
-                            "val_patch_shape": [24, 48, 48], "noise": {"kind": "gaussian", "sigma": [0.02, 0.15]},
+        "config": {"data": {"patch_shape": [16, 32, 32],
+                            "val_patch_shape": [16, 32, 32], "noise": {"kind": "gaussian", "sigma": [0.02, 0.15]},
                             "eval_noise": {"kind": "gaussian", "sigma": 0.1},
-                            "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 192,
+                            "normalize": PERCENTILE, "batch_size": 4, "patches_per_epoch": 128,
                             "foreground": 0.5},
-                   "model": {"name": "unet", "ndim": 3, "filters": 24, "depth": 3, "batch_norm": False,
+                   "model": {"name": "unet", "ndim": 3, "filters": 16, "depth": 2, "batch_norm": False,
                              "noise_map": True},
-                   "epochs": 40},
+                   "epochs": 24},
         "train_files": "mri",
         "data": {"train": MRI_TRAIN, "licence": MRI_LICENCE},
         "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1005),
@@ -191,12 +195,29 @@ SPECS: dict[str, dict[str, Any]] = {
                             "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
                             "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 512},
                    "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False},
-                   "epochs": 50},
+                   "epochs": 30},
         "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
                           "images bundled with scikit-image (see licence); validation: cell rows 420-500; "
                           "test: cell rows 528-656", "licence": CELL_LICENCE},
         "evaluation": _cell_recipe([528, 656], 1004),
         "tuning": _cell_recipe([0, 128], 2004),
+    },
+    "blind_unet2d_grey": {
+        "summary": "2D U-Net conditioned on the noise level for grey images (microscopy, photographs, "
+                   "astronomy; percentile-normalised), blind: Gaussian sigma drawn from (0, 0.2) per patch; "
+                   "give --sigma or let it be estimated",
+        "train_files": "cell",
+        "config": {"data": {"patch_shape": [96, 96], "noise": {"kind": "gaussian", "sigma": [0.0, 0.2]},
+                            "eval_noise": {"kind": "gaussian", "sigma": 0.1},
+                            "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 512},
+                   "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False,
+                             "noise_map": True},
+                   "epochs": 30},
+        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
+                          "images bundled with scikit-image (see licence); validation: cell rows 420-500; "
+                          "test: cell rows 528-656", "licence": CELL_LICENCE},
+        "evaluation": _gaussian_cell_recipe([528, 656], 0.1, 1007),
+        "tuning": _gaussian_cell_recipe([0, 128], 0.1, 2007),
     },
     "histology_irunet2d_rgb": {
         "summary": "IRUNet 2D for RGB brightfield histology (8-bit, window 0-255), blind: Gaussian "
@@ -206,7 +227,7 @@ SPECS: dict[str, dict[str, Any]] = {
                             "eval_noise": {"kind": "gaussian", "sigma": 0.098039},
                             "normalize": RGB_NORM, "batch_size": 8, "patches_per_epoch": 512},
                    "model": {"name": "irunet", "ndim": 2, "filters": 24, "channels": 3},
-                   "epochs": 50},
+                   "epochs": 40},
         "data": {"train": "skimage.data.immunohistochemistry() rows 0-320 (of 512), all columns; "
                           "validation rows 336-400; test rows 416-512", "licence": IHC_LICENCE},
         "evaluation": _ihc_recipe([416, 512], 25.0, 1006),
