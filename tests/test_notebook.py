@@ -94,3 +94,20 @@ def test_the_trained_model_beats_the_noisy_input_and_the_files_keep_their_metada
 
     card = (out / "model" / "card.yaml").read_text()
     assert "normalization:" in card and "sigma: 0.1" in card and (out / "model" / "model.keras").is_file()
+
+
+def test_the_notebook_trains_n2v2_from_noisy_data_alone(tmp_path):
+    """METHOD = "n2v2": the training data are the noisy samples (noise added once), the model is
+    an N2V2 U-Net trained on masked pixels, and the rest of the notebook runs with it."""
+    out = tmp_path / "out"
+    values = {**SMALL, "METHOD": "n2v2", "EPOCHS": 12, "FILTERS": 16, "BASELINES": [], "OUTPUT": str(out)}
+    nb = _with_parameters(nbformat.read(NOTEBOOK, as_version=4), values)
+    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    run = next((out / "runs" / "notebook_n2v2_2d").iterdir())
+    config = (run / "config.yaml").read_text()
+    assert "method: n2v2" in config and "simulate_noise:" in config
+    rows = json.loads((out / "quality_control.json").read_text())["rows"]
+    scores = {r["method"]: r["psnr"] for r in rows}
+    assert set(scores) == {"noisy", "trained model"}
+    assert scores["trained model"] > scores["noisy"] + 1.0, scores
+    assert "N2V2 from noisy data alone" in (out / "model" / "card.yaml").read_text()
