@@ -58,6 +58,16 @@ def test_ssim_channels_are_averaged():
 def test_ssim_rejects_small_images():
     with pytest.raises(ValueError, match="11"):
         ssim(np.zeros((1, 8, 32, 1), "float32"), np.zeros((1, 8, 32, 1), "float32"))
+    with pytest.raises(ValueError, match="y and x sizes >= 11"):
+        ssim(np.zeros((1, 16, 8, 32, 1), "float32"), np.zeros((1, 16, 8, 32, 1), "float32"))
+
+
+def test_ssim_of_a_thin_slab_is_the_mean_2d_ssim_of_its_slices():
+    """An 8-slice 3D patch (thinner than the 11-tap window) is scored slice by slice."""
+    clean, noisy = _pair((8, 24, 28), 7)
+    got = float(ssim(clean[None, ..., None], noisy[None, ..., None])[0])
+    assert got == pytest.approx(np.mean([_sk_ssim(c, n) for c, n in zip(clean, noisy)]), abs=1e-4)
+    assert got < 0.99  # the noise is seen: not a constant or identity score
 
 
 def test_metric_objects_average_over_batches_and_serialise():

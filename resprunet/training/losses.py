@@ -14,8 +14,9 @@ from .metrics import ssim
 class L1SSIMLoss(keras.losses.Loss):
     """``alpha * (1 - SSIM) + (1 - alpha) * L1`` per sample (Zhao et al. 2017 use alpha 0.84).
 
-    SSIM is 2D for (batch, y, x, c) and 3D for (batch, z, y, x, c) tensors, at ``data_range``;
-    every spatial size must be >= 11.
+    SSIM is 2D for (batch, y, x, c) and 3D for (batch, z, y, x, c) tensors, at ``data_range``
+    (:func:`~resprunet.training.metrics.ssim`: y and x >= 11; a slab thinner than 11 slices is
+    scored slice by slice).
     """
 
     def __init__(

@@ -50,10 +50,11 @@ def _gaussian_taps() -> np.ndarray:
     return (taps / taps.sum()).astype("float32")
 
 
-def _gaussian_filter(x: Any, spatial: int) -> Any:
-    """Valid separable Gaussian filter of ``x`` (n, *spatial, 1) along every spatial axis."""
+def _gaussian_filter(x: Any, spatial: int, axes: tuple[int, ...]) -> Any:
+    """Valid separable Gaussian filter of ``x`` (n, *spatial, 1) along the spatial ``axes``
+    (0 = first spatial axis)."""
     taps = _gaussian_taps()
-    for axis in range(spatial):
+    for axis in axes:
         shape = [1] * spatial + [1, 1]
         shape[axis] = SSIM_WINDOW
         x = ops.conv(x, ops.convert_to_tensor(taps.reshape(shape)), padding="valid")
@@ -66,7 +67,9 @@ def ssim(y_true: Any, y_pred: Any, data_range: float = 1.0) -> Any:
     Parameters
     ----------
     y_true, y_pred : tensor, shape (batch, y, x, channels) or (batch, z, y, x, channels)
-        Reference and estimate. Every spatial size must be >= 11 (the Gaussian window).
+        Reference and estimate. Images: both sizes >= 11 (the Gaussian window). Volumes: y and
+        x >= 11; a thinner z (a slab of fewer than 11 slices, as thick-slice 3D patches are)
+        is not filtered along, so each slice is scored in 2D and the slices are averaged.
     data_range : float
         Peak-to-peak range of the data (1.0 for normalised images).
 
@@ -78,7 +81,7 @@ def ssim(y_true: Any, y_pred: Any, data_range: float = 1.0) -> Any:
     Raises
     ------
     ValueError
-        If the rank is not 4 or 5, or a known spatial size is smaller than 11.
+        If the rank is not 4 or 5, or a known in-plane (y, x) size is smaller than 11.
     """
     y_true = ops.cast(y_true, "float32")
     y_pred = ops.cast(y_pred, "float32")
@@ -89,10 +92,11 @@ def ssim(y_true: Any, y_pred: Any, data_range: float = 1.0) -> Any:
         )
     spatial = rank - 2
     sizes = y_true.shape[1:-1]
-    if any(s is not None and s < SSIM_WINDOW for s in sizes):
+    if any(s is not None and s < SSIM_WINDOW for s in sizes[-2:]):
         raise ValueError(
-            f"ssim needs every spatial size >= {SSIM_WINDOW} (Gaussian window), got {tuple(sizes)}"
+            f"ssim needs y and x sizes >= {SSIM_WINDOW} (Gaussian window), got {tuple(sizes)}"
         )
+    axes = tuple(a for a, s in enumerate(sizes) if s is None or s >= SSIM_WINDOW)
     channels = y_true.shape[-1]
     # channels -> batch, so that every channel is filtered on its own
     perm = (0, rank - 1) + tuple(range(1, rank - 1))
@@ -104,11 +108,11 @@ def ssim(y_true: Any, y_pred: Any, data_range: float = 1.0) -> Any:
     x, y = to_single_channel(y_true), to_single_channel(y_pred)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
-    mu_x = _gaussian_filter(x, spatial)
-    mu_y = _gaussian_filter(y, spatial)
-    var_x = _gaussian_filter(x * x, spatial) - mu_x * mu_x
-    var_y = _gaussian_filter(y * y, spatial) - mu_y * mu_y
-    cov = _gaussian_filter(x * y, spatial) - mu_x * mu_y
+    mu_x = _gaussian_filter(x, spatial, axes)
+    mu_y = _gaussian_filter(y, spatial, axes)
+    var_x = _gaussian_filter(x * x, spatial, axes) - mu_x * mu_x
+    var_y = _gaussian_filter(y * y, spatial, axes) - mu_y * mu_y
+    cov = _gaussian_filter(x * y, spatial, axes) - mu_x * mu_y
     num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
     per_map = ops.mean(num / den, axis=tuple(range(1, rank)))
