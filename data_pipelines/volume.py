@@ -100,18 +100,13 @@ class Volume:
         """
         if not self.is_lazy:
             return self
-        from .io.arrays import as_volume_array, check_declared_size, count_nonfinite
+        from .io.arrays import as_volume_array, check_declared_size, check_finite
 
         source = self.source or "volume"
         check_declared_size(source, tuple(self.array.shape), np.dtype(self.array.dtype).itemsize, None,
                             compressed=True)
         array = as_volume_array(np.asarray(self.array), source)
-        bad = count_nonfinite(array)
-        if bad and not allow_nonfinite:
-            raise InvalidDataError(
-                f"{source}: {bad} of {array.size} voxels are NaN/Inf; expected finite values "
-                "(pass allow_nonfinite=True to read them anyway)"
-            )
+        check_finite(array, source, allow_nonfinite)
         return replace(self, array=array, meta=dict(self.meta))
 
     def with_array(self, array: np.ndarray) -> "Volume":

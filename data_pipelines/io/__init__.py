@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidDataError, UnsupportedFormatError, VolumeReadError, VolumeWriteError
+from ..errors import UnsupportedFormatError, VolumeReadError, VolumeWriteError
 from ..volume import Volume, is_lazy_array
-from .arrays import count_nonfinite
+from .arrays import check_finite
 from .atomic import atomic_path, check_writable
 from .dicom import dicom_affine, is_dicom_file, read_dicom, write_dicom
 from .hdf5 import read_hdf5, write_hdf5
@@ -189,12 +189,7 @@ def read_volume(
         return read_zarr(path, level=level, key=key)  # lazy: no NaN/Inf scan (Volume.load makes it)
     else:
         volume = read_hdf5(path, key=key)
-    bad = count_nonfinite(volume.array)
-    if bad and not allow_nonfinite:
-        raise InvalidDataError(
-            f"{path}: {bad} of {volume.array.size} voxels are NaN/Inf; expected finite values "
-            "(pass allow_nonfinite=True to read them anyway)"
-        )
+    check_finite(volume.array, str(path), allow_nonfinite)
     return volume
 
 

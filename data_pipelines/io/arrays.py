@@ -126,6 +126,22 @@ def count_nonfinite(array: np.ndarray) -> int:
     return int(array.size - np.count_nonzero(np.isfinite(array)))
 
 
+def check_finite(array: np.ndarray, source: str, allow_nonfinite: bool = False) -> None:
+    """Refuse NaN/Inf voxels of a volume just read (unless ``allow_nonfinite``).
+
+    Raises
+    ------
+    InvalidDataError
+        ``array`` holds NaN or +-Inf values and ``allow_nonfinite`` is False.
+    """
+    bad = count_nonfinite(array)
+    if bad and not allow_nonfinite:
+        raise InvalidDataError(
+            f"{source}: {bad} of {array.size} voxels are NaN/Inf; expected finite values "
+            "(pass allow_nonfinite=True to read them anyway)"
+        )
+
+
 def cast_to_dtype(array: np.ndarray, dtype: str | np.dtype, target: str) -> np.ndarray:
     """Convert ``array`` to ``dtype`` for writing.
 
