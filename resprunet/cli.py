@@ -204,37 +204,9 @@ def _resolve_model(spec: str) -> tuple[Any, dict[str, Any]]:
         )
     model, card = zoo.load_path(path)
     if card is None:
-        card = _card_from_run_config(path if path.is_dir() else path.parent)
+        raise CliError(f"{path}: no card.yaml or config.yaml next to the model; the normalisation "
+                       "the model was trained with is unknown")
     return model, card
-
-
-def _card_from_run_config(folder: Path) -> dict[str, Any]:
-    """A minimal card from a training run's ``config.yaml`` (normalisation, prior, noise)."""
-    config_path = folder / "config.yaml"
-    if not config_path.is_file():
-        raise CliError(
-            f"{folder}: no card.yaml or config.yaml next to the model; the normalisation "
-            "the model was trained with is unknown"
-        )
-    from .training.data import make_normalizer
-
-    from .safe_yaml import YamlLimitError, load_yaml
-
-    try:
-        run_config = load_yaml(config_path)
-    except YamlLimitError as exc:
-        raise CliError(str(exc)) from exc
-    data = run_config.get("data", {}) if isinstance(run_config, dict) else {}
-    norm = make_normalizer(data.get("normalize") or {"method": "percentile", "low": 1.0, "high": 99.8})
-    prior = data.get("prior")
-    return {
-        "name": str(folder),
-        "normalization": norm.to_dict(),
-        "prior": {"kind": prior, **(data.get("prior_options") or {})} if prior else None,
-        # blind-spot runs add no noise: their data's noise is simulate_noise, or unknown (real)
-        "noise": data.get("noise") if run_config.get("method", "supervised") == "supervised"
-        else data.get("simulate_noise"),
-    }
 
 
 def _check_sigma(sigma: float | None, card: dict[str, Any], conditioned: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from .safe_yaml import YamlLimitError, load_yaml
 
 __all__ = [
-    "ZooError", "root", "list", "path", "card", "load", "load_path", "normalizer", "prior_argument",
+    "ZooError", "root", "list", "path", "card", "run_card", "load", "load_path", "normalizer", "prior_argument",
     "prior_options", "HeldOut", "heldout_case",
     "evaluate", "scores",
 ]
@@ -77,6 +77,28 @@ def _read_card(card_path: Path) -> dict[str, Any]:
     return data
 
 
+def run_card(folder: Path) -> dict[str, Any] | None:
+    """A minimal card from a training run's ``config.yaml``: normalisation, prior and noise
+    (blind-spot runs add no noise: their data's noise is ``data.simulate_noise``, or unknown
+    for real noisy data). None when ``folder`` holds no ``config.yaml``."""
+    from .training.data import make_normalizer
+
+    config_path = folder / "config.yaml"
+    if not config_path.is_file():
+        return None
+    run_config = _read_card(config_path)
+    data = run_config.get("data") or {}
+    norm = make_normalizer(data.get("normalize") or {"method": "percentile", "low": 1.0, "high": 99.8})
+    prior = data.get("prior")
+    supervised = run_config.get("method", "supervised") == "supervised"
+    return {
+        "name": str(folder),
+        "normalization": norm.to_dict(),
+        "prior": {"kind": prior, **(data.get("prior_options") or {})} if prior else None,
+        "noise": data.get("noise") if supervised else data.get("simulate_noise"),
+    }
+
+
 def card(name: str) -> dict[str, Any]:
     """The model card of zoo model ``name`` (``card.yaml`` as a dict)."""
     return _read_card(path(name) / CARD_FILE)
@@ -85,7 +107,8 @@ def card(name: str) -> dict[str, Any]:
 def load_path(model_path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None]:
     """Load a ``.keras`` file (or a folder holding ``model.keras``) and the card next to it.
 
-    The card is ``card.yaml`` in the model's folder; None when there is none.
+    The card is ``card.yaml`` in the model's folder, else, for a training run's folder, the
+    minimal card of its ``config.yaml`` (:func:`run_card`); None when there is neither.
 
     Raises
     ------
@@ -113,7 +136,7 @@ def load_path(model_path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     except ValueError as exc:
         raise ZooError(f"{model_path}: not a denoising model of this package: {exc}") from exc
     card_path = model_path.parent / CARD_FILE
-    return model, (_read_card(card_path) if card_path.is_file() else None)
+    return model, (_read_card(card_path) if card_path.is_file() else run_card(model_path.parent))
 
 
 def load(name: str) -> tuple[Any, dict[str, Any]]:
