@@ -31,12 +31,13 @@ import tensorflow as tf
 
 from .blindspot import BlindSpot
 from .errors import InvalidDataError, ShapeMismatchError
+from .lazy import LazyPart, LazyPrepared, statistics_blocks
 from .noise import GaussianNoise, NoiseModel
 from .normalize import Normalizer
-from .patches import augment_slab, choose_corner, count_patches, foreground_fraction, pad_to_shape
-from .priors import external_prior, neighbour_slice_prior_tf, neighbour_weights
+from .patches import augment_slab, choose_corner, count_patches, foreground_fraction, pad_to_shape, pad_widths
+from .priors import neighbour_slice_prior_tf, neighbour_weights
 from .store import VolumeStore, content_key, spill
-from .volume import Volume
+from .volume import Volume, is_lazy_array
 
 VolumeLike = Volume | np.ndarray | str | os.PathLike
 
@@ -79,55 +80,102 @@ class _Spec:
         return self.frames * (2 if self.real_noisy else 1) + (1 if self.prior == "external" else 0)
 
 
-def _load(item: VolumeLike, name: str) -> tuple[np.ndarray, str]:
-    """Array of a Volume, array or path, and the name used in error messages."""
+def _load(item: VolumeLike, name: str) -> tuple[Any, str]:
+    """Array of a Volume, array or path, and the name used in error messages; a lazy chunked
+    array (Zarr) stays lazy."""
     if isinstance(item, (str, os.PathLike)):
         from .io import read_volume
 
         return read_volume(item).array, f"{name} ({os.fspath(item)})"
     if isinstance(item, Volume):
         return item.array, f"{name} ({item.source})" if item.source else name
-    return np.asarray(item), name
+    return (item if is_lazy_array(item) else np.asarray(item)), name
 
 
-def _canonical(array: np.ndarray, name: str, spec: _Spec, patch_shape: tuple[int, ...]) -> np.ndarray:
-    """Check an input array and return it as float32 (z, y, x, frames)."""
-    if array.size == 0:
-        raise InvalidDataError(f"{name} is empty (shape {array.shape})")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise InvalidDataError(f"{name} has dtype {array.dtype}; expected real numbers")
+def _layout(array: Any, name: str, spec: _Spec, patch_shape: tuple[int, ...]) -> tuple[bool, bool]:
+    """Check the shape and dtype of an input array (in memory or lazy, nothing is read) and say
+    how it becomes (z, y, x, frames): ``(prepend a z axis, append a channel axis)``."""
+    shape, dtype = tuple(int(n) for n in array.shape), np.dtype(array.dtype)
+    if 0 in shape:
+        raise InvalidDataError(f"{name} is empty (shape {shape})")
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise InvalidDataError(f"{name} has dtype {dtype}; expected real numbers")
+    if spec.colour:
+        prepend = len(shape) == 3 and spec.ndim == 2 and shape[-1] == spec.frames  # one (y, x, c) image
+        if len(shape) + prepend != 4 or shape[-1] != spec.frames:
+            raise InvalidDataError(
+                f"{name} has shape {shape}; channels={spec.frames} expects (z, y, x, {spec.frames}) "
+                f"(or one (y, x, {spec.frames}) image with 2D patches)"
+            )
+        return prepend, False
+    if spec.prior == "temporal":
+        if len(shape) != 4 or shape[-1] < 2:
+            raise InvalidDataError(
+                f"{name} has shape {shape}; prior='temporal' expects (z, y, x, t) with t >= 2 frames"
+            )
+        return False, False
+    prepend = len(shape) == 2 and spec.ndim == 2
+    if len(shape) == 4 and shape[-1] == 1:
+        return False, False
+    if len(shape) + prepend != 3:
+        kind = "a 2D (y, x) image" if len(shape) == 2 else f"{len(shape)}D data"
+        raise InvalidDataError(
+            f"{name} has shape {shape} ({kind}) but patch_shape {patch_shape} needs a "
+            "(z, y, x) volume (or (z, y, x, 1)); multi-frame data needs prior='temporal'"
+        )
+    return prepend, True
+
+
+def _canonical(array: np.ndarray, name: str, layout: tuple[bool, bool]) -> np.ndarray:
+    """An in-memory input array, checked for NaN/Inf, as float32 (z, y, x, frames) (see :func:`_layout`)."""
     finite = np.isfinite(array)
     if not finite.all():
         raise InvalidDataError(
             f"{name} holds {int(array.size - finite.sum())} NaN/Inf voxels (shape {array.shape}); "
             "expected finite values"
         )
-    if spec.colour:
-        if array.ndim == 3 and spec.ndim == 2 and array.shape[-1] == spec.frames:
-            array = array[None]  # one (y, x, c) image
-        if array.ndim != 4 or array.shape[-1] != spec.frames:
-            raise InvalidDataError(
-                f"{name} has shape {array.shape}; channels={spec.frames} expects (z, y, x, {spec.frames}) "
-                f"(or one (y, x, {spec.frames}) image with 2D patches)"
+    array = array.astype(np.float32, copy=False)
+    array = array[None] if layout[0] else array
+    return array[..., None] if layout[1] else array
+
+
+def _inputs(
+    index: int, clean_item: VolumeLike, noisy_item: VolumeLike | None, prior_item: VolumeLike | None
+) -> list[tuple[Any, str]]:
+    """(array, name) of the clean volume, then of its real noisy volume and external prior if
+    given, checked to have the clean volume's shape (nothing of a lazy array is read)."""
+    inputs = [_load(clean_item, f"volume {index}")]
+    for item, label in ((noisy_item, "noisy volume"), (prior_item, "prior")):
+        if item is None:
+            continue
+        array, name = _load(item, f"{label} {index}")
+        if tuple(array.shape) != tuple(inputs[0][0].shape):
+            raise ShapeMismatchError(
+                f"{name} has shape {tuple(array.shape)} but {inputs[0][1]} has shape "
+                f"{tuple(inputs[0][0].shape)}; expected equal shapes"
             )
-        return array.astype(np.float32, copy=False)
-    if array.ndim == 2 and spec.ndim == 2 and spec.prior != "temporal":
-        array = array[None]
-    if spec.prior == "temporal":
-        if array.ndim != 4 or array.shape[-1] < 2:
-            raise InvalidDataError(
-                f"{name} has shape {array.shape}; prior='temporal' expects (z, y, x, t) with t >= 2 frames"
-            )
-        return array.astype(np.float32, copy=False)
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 3:
-        kind = "a 2D (y, x) image" if array.ndim == 2 else f"{array.ndim}D data"
-        raise InvalidDataError(
-            f"{name} has shape {array.shape} ({kind}) but patch_shape {patch_shape} needs a "
-            "(z, y, x) volume (or (z, y, x, 1)); multi-frame data needs prior='temporal'"
-        )
-    return array.astype(np.float32, copy=False)[..., None]
+        inputs.append((array, name))
+    return inputs
+
+
+def _fit(
+    normalizer: Normalizer, sample: np.ndarray, noise: NoiseModel | None, seed: list[int], name: str
+) -> tuple[Normalizer, tuple[float, float]]:
+    """``normalizer`` fitted on ``sample`` and the map ``(offset, scale)`` to model units.
+
+    ``sample`` is the clean volume (synthetic noise, blind-spot data) or the real noisy one,
+    whole or :func:`~data_pipelines.lazy.statistics_blocks` of it. With synthetic noise and a
+    normaliser that needs statistics, the model units are those of the normaliser fitted on one
+    noisy realisation of the normalised ``sample`` (noise seeded by ``seed``).
+    """
+    try:
+        fitted = normalizer.fit(sample)
+        if noise is None or normalizer.fitted:
+            return fitted, (0.0, 1.0)
+        on_noisy = normalizer.fit(noise(fitted(sample), np.random.default_rng(seed)))
+        return fitted, (float(on_noisy.low), float(on_noisy.high) - float(on_noisy.low))
+    except InvalidDataError as err:
+        raise InvalidDataError(f"{name}: {err}") from err
 
 
 def _prepare(
@@ -141,7 +189,7 @@ def _prepare(
     pad: str | None,
     noise: NoiseModel | None,
     seed: int,
-) -> tuple[np.ndarray, tuple[float, float]]:
+) -> tuple[np.ndarray | LazyPrepared, tuple[float, float]]:
     """Read, check, normalise and pad one volume into a (z, y, x, channels) float32 array.
 
     Follows the normalisation contract (:mod:`data_pipelines.normalize`): with real noisy
@@ -152,42 +200,39 @@ def _prepare(
     fitted on one seeded noisy realisation (``(0, 1)`` when the normaliser needs no
     statistics), which the sampler applies after the noise: the model sees what
     :func:`resprunet.inference.denoise_array` will give it.
+
+    When any part is a lazy chunked array (Zarr), nothing is read whole: the result is a
+    :class:`~data_pipelines.lazy.LazyPrepared` that prepares each region as it is read,
+    the normaliser is fitted on :func:`~data_pipelines.lazy.statistics_blocks` (a bounded
+    sample, so a normaliser that needs statistics gets slightly different ones than from the
+    whole volume), and NaN/Inf voxels are refused in the blocks read, when they are read.
     """
-    clean_raw, name = _load(clean_item, f"volume {index}")
-    clean = _canonical(clean_raw, name, spec, patch_shape)
-    parts = [clean]
-    if noisy_item is not None:
-        noisy_raw, noisy_name = _load(noisy_item, f"noisy volume {index}")
-        if noisy_raw.shape != clean_raw.shape:
-            raise ShapeMismatchError(
-                f"{noisy_name} has shape {noisy_raw.shape} but {name} has shape {clean_raw.shape}; "
-                "expected equal shapes"
-            )
-        parts.append(_canonical(noisy_raw, noisy_name, spec, patch_shape))
-    if prior_item is not None:
-        prior_raw, prior_name = _load(prior_item, f"prior {index}")
-        source = prior_name if prior_name != f"prior {index}" else f"prior {index} of {name}"
-        prior = external_prior(prior_raw, clean_raw, source=source)
-        parts.append(_canonical(prior, prior_name, spec, patch_shape))
-    to_model = (0.0, 1.0)
-    if normalizer is not None:
-        try:
-            fitted = normalizer.fit(parts[1] if noise is None and noisy_item is not None else clean)
-            parts = [fitted(p) for p in parts]
-            if noise is not None and not normalizer.fitted:
-                realisation = noise(parts[0], np.random.default_rng([seed, index]))
-                on_noisy = normalizer.fit(realisation)
-                to_model = (float(on_noisy.low), float(on_noisy.high) - float(on_noisy.low))
-        except InvalidDataError as err:
-            raise InvalidDataError(f"{name}: {err}") from err
-    stacked = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-    stacked = pad_to_shape(stacked, spec.crop, pad, name=name)
-    if stacked.shape[0] < spec.min_depth:
+    inputs = _inputs(index, clean_item, noisy_item, prior_item)
+    name, shape = inputs[0][1], tuple(inputs[0][0].shape)
+    layouts = [_layout(array, label, spec, patch_shape) for array, label in inputs]
+    fit_on = 1 if noise is None and noisy_item is not None else 0
+    fitted, to_model = None, (0.0, 1.0)
+    prepared: np.ndarray | LazyPrepared
+    if any(is_lazy_array(array) for array, _ in inputs):
+        parts = [LazyPart(array, *layout) for (array, _), layout in zip(inputs, layouts)]
+        if normalizer is not None:
+            sample = statistics_blocks(parts[fit_on], inputs[fit_on][1])
+            fitted, to_model = _fit(normalizer, sample, noise, [seed, index], name)
+            parts = [replace(part, normalizer=fitted) for part in parts]
+        prepared = LazyPrepared(parts, pad_widths(parts[0].shape, spec.crop, pad, name), pad, name)
+    else:
+        arrays = [_canonical(array, label, layout) for (array, label), layout in zip(inputs, layouts)]
+        if normalizer is not None:
+            fitted, to_model = _fit(normalizer, arrays[fit_on], noise, [seed, index], name)
+            arrays = [fitted(a) for a in arrays]
+        stacked = np.concatenate(arrays, axis=-1) if len(arrays) > 1 else arrays[0]
+        prepared = pad_to_shape(stacked, spec.crop, pad, name=name)
+    if prepared.shape[0] < spec.min_depth:
         raise InvalidDataError(
-            f"{name} has {stacked.shape[0]} slice along z (shape {clean_raw.shape}); the neighbour prior "
+            f"{name} has {prepared.shape[0]} slice along z (shape {shape}); the neighbour prior "
             f"without include_self needs at least {spec.min_depth} slices"
         )
-    return stacked, to_model
+    return prepared, to_model
 
 
 class _PatchSampler:
@@ -308,22 +353,24 @@ def _check_list(name: str, items: Sequence[VolumeLike] | None, n: int) -> list[V
 
 
 def _build_store(
-    prepared: Iterable[np.ndarray],
+    prepared: Iterable[np.ndarray | LazyPrepared],
     memory_budget: int | None,
     cache_dir: str | os.PathLike | None,
     settings: dict[str, Any],
 ) -> VolumeStore:
-    """Keep prepared volumes in memory until ``memory_budget`` bytes, then spill all to .npy memmaps."""
-    arrays: list[np.ndarray] = []
+    """Keep prepared in-memory volumes in memory until ``memory_budget`` bytes, then spill them
+    all to .npy memmaps; lazy (Zarr) volumes stay lazy and count for nothing."""
+    arrays: list[np.ndarray | LazyPrepared] = []
     total, folder = 0, cache_dir
     for array in prepared:
         arrays.append(array)
-        total += array.nbytes
+        total += array.nbytes if isinstance(array, np.ndarray) else 0
         if memory_budget is not None and total > memory_budget:
             if folder is None:
                 folder = tempfile.mkdtemp(prefix="data_pipelines-cache-")
-            arrays = [a if isinstance(a, np.memmap) else spill(a, content_key([a], settings), folder) for a in arrays]
-    return VolumeStore(arrays)
+            arrays = [a if not isinstance(a, np.ndarray) or isinstance(a, np.memmap)
+                      else spill(a, content_key([a], settings), folder) for a in arrays]
+    return VolumeStore(arrays)  # type: ignore[arg-type]
 
 
 def make_dataset(
@@ -510,7 +557,7 @@ def make_dataset(
     prior_items = _check_list("prior", None if kind != "external" else prior, len(volumes))  # type: ignore[arg-type]
     to_model: list[tuple[float, float]] = []
 
-    def prepared() -> Iterable[np.ndarray]:
+    def prepared() -> Iterable[np.ndarray | LazyPrepared]:
         for i, (v, n, p) in enumerate(zip(volumes, noisy_items, prior_items)):
             array, affine = _prepare(i, v, n, p, spec, patch_shape, normalizer, pad, noise, seed)
             to_model.append(affine)

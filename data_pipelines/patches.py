@@ -22,11 +22,54 @@ FOREGROUND_THRESHOLD = 0.05
 PAD_MODES = ("reflect", "constant")
 
 
+def pad_widths(
+    shape: tuple[int, ...], min_shape: tuple[int, ...], pad: str | None = "reflect", name: str = "volume"
+) -> list[tuple[int, int]] | None:
+    """The centred padding that brings the leading axes of ``shape`` up to ``min_shape``, or refuse.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (z, y, x[, c]) of the volume.
+    min_shape : tuple of int
+        Smallest allowed size of each leading axis, e.g. the patch shape (pz, py, px).
+    pad : {"reflect", "constant"} or None
+        The padding mode that will be used (checked here); None raises instead of padding.
+    name : str
+        Names the volume in the error and in the INFO log line that reports the padding.
+
+    Returns
+    -------
+    list of (int, int) or None
+        (before, after) voxels per leading axis; None when no axis is short.
+
+    Raises
+    ------
+    PatchSizeError
+        When ``pad`` is None and an axis is smaller than ``min_shape``.
+    """
+    short = [max(0, m - s) for s, m in zip(shape, min_shape)]
+    if not any(short):
+        return None
+    if pad is None:
+        raise PatchSizeError(
+            f"{name} has shape {tuple(shape[: len(min_shape)])}, smaller than the patch {tuple(min_shape)} "
+            f"along axis {[i for i, s in enumerate(short) if s]}; expected every axis >= the patch, "
+            "or pass pad='reflect' or pad='constant'"
+        )
+    if pad not in PAD_MODES:
+        raise ValueError(f"pad must be one of {PAD_MODES} or None, got {pad!r}")
+    log.info("%s: shape %s is smaller than the patch %s; %s-padded to %s", name,
+             tuple(shape[: len(min_shape)]), tuple(min_shape), pad,
+             tuple(max(s, m) for s, m in zip(shape, min_shape)))
+    return [(s // 2, s - s // 2) for s in short]
+
+
 def pad_to_shape(
     array: np.ndarray, min_shape: tuple[int, ...], pad: str | None = "reflect", name: str = "volume"
 ) -> np.ndarray:
     """Pad the leading axes of ``array`` up to ``min_shape`` (centred, said in an INFO log
-    line), or refuse.
+    line), or refuse; see :func:`pad_widths`.
 
     Parameters
     ----------
@@ -45,23 +88,10 @@ def pad_to_shape(
     PatchSizeError
         When ``pad`` is None and an axis is smaller than ``min_shape``.
     """
-    short = [max(0, m - s) for s, m in zip(array.shape, min_shape)]
-    if not any(short):
+    widths = pad_widths(tuple(array.shape), min_shape, pad, name)
+    if widths is None:
         return array
-    if pad is None:
-        raise PatchSizeError(
-            f"{name} has shape {tuple(array.shape[: len(min_shape)])}, smaller than the patch {tuple(min_shape)} "
-            f"along axis {[i for i, s in enumerate(short) if s]}; expected every axis >= the patch, "
-            "or pass pad='reflect' or pad='constant'"
-        )
-    if pad not in PAD_MODES:
-        raise ValueError(f"pad must be one of {PAD_MODES} or None, got {pad!r}")
-    widths = [(s // 2, s - s // 2) for s in short] + [(0, 0)] * (array.ndim - len(short))
-    padded = np.pad(array, widths, mode=pad)
-    log.info("%s: shape %s is smaller than the patch %s; %s-padded to %s", name,
-             tuple(array.shape[: len(min_shape)]), tuple(min_shape), pad,
-             tuple(padded.shape[: len(min_shape)]))
-    return padded
+    return np.pad(array, widths + [(0, 0)] * (array.ndim - len(widths)), mode=pad)
 
 
 def random_corner(rng: np.random.Generator, shape: tuple[int, ...], crop: tuple[int, ...]) -> tuple[int, ...]:
