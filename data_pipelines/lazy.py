@@ -168,8 +168,10 @@ def statistics_blocks(part: LazyPart, name: str, max_voxels: int | None = None) 
     Blocks of ``min(SMOOTHING, z)`` slices and at most :data:`STATISTICS_BLOCK_SIDE` voxels
     along y and x tile the volume on a grid (z slabs at :func:`numpy.linspace` starts, as
     :func:`~data_pipelines.normalize.statistics_sample` picks them for a large in-memory
-    volume); when the grid holds more than ``max_voxels`` voxels, evenly spaced blocks of it
-    (in z, y, x order) are kept. Each block is read on its own. The blocks are returned side
+    volume); when the grid holds more than ``max_voxels`` voxels, the grid (in z, y, x order)
+    is cut into as many equal strata as the budget allows blocks and the middle block of each
+    is kept (so a sample of few blocks is not drawn from the volume's edges, often background).
+    Each block is read on its own. The blocks are returned side
     by side along the channel axis, so that :meth:`Normalizer.fit` winsorises all of them
     together and box-smooths each block on its own (never across two blocks), as it does for
     the slabs of a large in-memory volume: for a volume whose y-x planes fit in a block and
@@ -203,6 +205,6 @@ def statistics_blocks(part: LazyPart, name: str, max_voxels: int | None = None) 
             for i, (n, b) in enumerate(zip((z, y, x), block))]
     corners = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3)
     keep = max(1, min(len(corners), budget // math.prod(block)))
-    chosen = corners[np.unique(np.linspace(0, len(corners) - 1, keep).astype(int))]
+    chosen = corners[(2 * np.arange(keep) + 1) * len(corners) // (2 * keep)]  # the middle block of each stratum
     blocks = [part.read(*(slice(int(s), int(s) + b) for s, b in zip(corner, block)), name) for corner in chosen]
     return np.concatenate(blocks, axis=-1)
