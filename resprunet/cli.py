@@ -186,6 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
     show = zsub.add_parser("show", help="print a model card")
     show.add_argument("name")
     show.set_defaults(func=_cmd_zoo_show)
+
+    e = sub.add_parser(
+        "export", help="export a model as ONNX or as a BioImage Model Zoo package",
+        description=textwrap.fill(
+            "Write MODEL as an ONNX file (tf2onnx; onnxruntime reproduces the Keras output) or as a "
+            "BioImage Model Zoo package (rdf.yaml, Keras and ONNX weights, test tensors, cover, the "
+            "card's normalisation as pre/post-processing, halo from the receptive field), validated "
+            "by bioimageio.spec. OUT ending in .zip gives a zip package, else a folder. Needs "
+            "pip install 'resprunet[export]'.", 88),
+        epilog="examples:\n  resprunet export unet2d_ct unet2d_ct.onnx --format onnx\n"
+        "  resprunet export unet3d_mri unet3d_mri.zip --format bioimageio --author 'Ada Lovelace'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("model", metavar="MODEL", help="zoo model name or a .keras file / run folder")
+    e.add_argument("output", type=Path, metavar="OUT", help="output .onnx file, or package folder / .zip")
+    e.add_argument("--format", required=True, choices=("bioimageio", "onnx"), help="what to write")
+    e.add_argument("--author", action="append", default=[], metavar="NAME",
+                   help="package author (repeatable; default: the card's authors, else 'resprunet contributors')")
+    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    e.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -357,6 +377,25 @@ def _cmd_zoo_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from data_pipelines.io.atomic import check_writable
+
+    from . import zoo
+    from .export import export_bioimageio, save_onnx
+
+    check_writable(args.output, args.force)
+    if args.format == "onnx" and args.model not in zoo.list() and Path(args.model).exists():
+        model = zoo.load_path(Path(args.model))[0]  # ONNX needs no card
+    else:
+        model, card = _resolve_model(args.model)
+    if args.format == "onnx":
+        save_onnx(model, args.output, force=args.force)
+    else:
+        export_bioimageio(model, card, args.output, authors=args.author or None, force=args.force)
+    print(f"wrote {args.output} ({args.format}, model {args.model})")
+    return 0
+
+
 #: Where the expected error classes are defined: (module, class name).
 _EXPECTED_ERRORS = (
     ("data_pipelines.errors", "DataPipelineError"),
@@ -364,6 +403,7 @@ _EXPECTED_ERRORS = (
     ("resprunet.assess.api", "AssessError"),
     ("resprunet.training.config", "ConfigError"),
     ("resprunet.variational.bm3d", "BMPackageMissingError"),
+    ("resprunet.export.errors", "ExportError"),
 )
 
 
