@@ -16,7 +16,8 @@ NOISE_MODEL_FILE = "noise_model.json"
 
 def save_divnoising(model: keras.Model, noise_model: NoiseModel, path: str | os.PathLike,
                     force: bool = False) -> Path:
-    """Save the inference model as ``path`` (a ``.keras`` file) and the noise model beside it.
+    """Save the inference model as ``path`` (a ``.keras`` file; its folder is created) and the
+    noise model beside it (``force``: replace an existing noise model file).
 
     Returns
     -------
@@ -24,6 +25,7 @@ def save_divnoising(model: keras.Model, noise_model: NoiseModel, path: str | os.
         ``path``.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     noise_model.save(path.parent / NOISE_MODEL_FILE, force=force)
     model.save(path, overwrite=True)
     return path

@@ -17,7 +17,8 @@ Graph (``ndim`` 2 or 3; ``f = filters``)::
     z -> [conv3 relu, conv3 relu, conv-transpose2] x depth (..., 2f, f) -> conv3 "signal"
 
 The reparameterisation is built from standard layers (Rescaling, Activation("exponential"),
-Multiply, Add), so the saved inference model (:func:`inference_model`) opens with
+Multiply, Add) in float32 (as are ``mu``, ``logvar`` and ``signal`` under a mixed-precision
+policy), so the saved inference model (:func:`inference_model`) opens with
 ``keras.saving.load_model`` in safe mode without custom objects. After Prakash et al.,
 "Fully unsupervised diversity denoising with convolutional variational autoencoders" (ICLR
 2021), whose encoder and decoder have the same shape.
@@ -94,19 +95,21 @@ def build_divnoising(ndim: int = 2, **options: Any) -> keras.Model:
         for k in range(2):
             x = conv(filters * 2**level, 3, padding="same", activation="relu", name=f"enc{level}_conv{k}")(x)
         x = pool(2, name=f"enc{level}_pool")(x)
-    mu = conv(latent, 3, padding="same", name="mu")(x)
-    logvar = conv(latent, 3, padding="same", name="logvar")(x)
+    exact = "float32"  # the latent distribution and the output stay float32 under mixed precision
+    mu = conv(latent, 3, padding="same", name="mu", dtype=exact)(x)
+    logvar = conv(latent, 3, padding="same", name="logvar", dtype=exact)(x)
     block = 2**depth
-    eps_latent = average(block, name="eps_block_mean")(eps)
-    eps_latent = layers.Rescaling(float(block) ** (ndim / 2), name="eps_latent")(eps_latent)
-    std = layers.Activation("exponential", name="std")(layers.Rescaling(0.5, name="half_logvar")(logvar))
-    z = layers.Add(name="z")([mu, layers.Multiply(name="scaled_eps")([std, eps_latent])])
+    eps_latent = average(block, name="eps_block_mean", dtype=exact)(eps)
+    eps_latent = layers.Rescaling(float(block) ** (ndim / 2), name="eps_latent", dtype=exact)(eps_latent)
+    half = layers.Rescaling(0.5, name="half_logvar", dtype=exact)(logvar)
+    std = layers.Activation("exponential", name="std", dtype=exact)(half)
+    z = layers.Add(name="z", dtype=exact)([mu, layers.Multiply(name="scaled_eps", dtype=exact)([std, eps_latent])])
     y = z
     for level in reversed(range(depth)):
         for k in range(2):
             y = conv(filters * 2**level, 3, padding="same", activation="relu", name=f"dec{level}_conv{k}")(y)
         y = up(filters * 2**level, 2, strides=2, name=f"dec{level}_up")(y)
-    signal = conv(opts["channels"], 3, padding="same", name="signal")(y)
+    signal = conv(opts["channels"], 3, padding="same", name="signal", dtype=exact)(y)
     return keras.Model({"noisy": noisy, "eps": eps}, {"signal": signal, "mu": mu, "logvar": logvar},
                        name="divnoising")
 

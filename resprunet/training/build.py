@@ -109,12 +109,16 @@ def build_model(config: TrainConfig) -> keras.Model:
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     """Adam with the schedule over all steps, the configured loss, PSNR and SSIM metrics;
     for blind-spot methods :func:`~resprunet.training.losses.masked_mse` and no metrics (the
-    targets are noisy).
+    targets are noisy); for DivNoising the optimiser only (its trainer has its own loss).
 
     XLA compilation follows ``config.jit_compile`` through
     :func:`~resprunet.runtime.resolve_jit_compile` (``"auto"``: off on a CPU, where XLA
     bypasses oneDNN and is 8-20x slower; on on a GPU).
     """
+    if config.method == "divnoising":  # the trainer's own train_step minimises the negative ELBO
+        model.compile(optimizer=make_optimizer(config.optimizer, config.epochs * steps_per_epoch),
+                      jit_compile=resolve_jit_compile(config.jit_compile))
+        return
     blind = config.method in BLINDSPOT_METHODS
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.epochs * steps_per_epoch),

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from .config import BLINDSPOT_METHODS, TrainConfig
+from .config import NOISY_ONLY_METHODS, TrainConfig
 from .runs import read_history
 
 PANEL_GAP = 2  # pixels between panel tiles
@@ -304,14 +304,15 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
         Throughput log (samples/s and ETA every 30 s, :class:`ThroughputLogger`),
         learning-rate log, CSV log (appending, so a resumed run continues it), TensorBoard
         (scalars, weight histograms every ``histogram_freq`` epochs, profiler over
-        ``profile_batch``), image panel, best-``val_psnr`` checkpoint (blind-spot methods:
-        lowest ``val_loss``), early stopping, and
+        ``profile_batch``), image panel, best-``val_psnr`` checkpoint (methods trained on
+        noisy data: lowest ``val_loss``; DivNoising: its inference model and
+        ``noise_model.json``), early stopping, and
         last ``BackupAndRestore`` (so an epoch's logs are complete before its backup marks
         it done).
     """
     cb = config.callbacks
     csv_path = run_dir / "metrics.csv"
-    monitor, mode = ("val_loss", "min") if config.method in BLINDSPOT_METHODS else ("val_psnr", "max")
+    monitor, mode = ("val_loss", "min") if config.method in NOISY_ONLY_METHODS else ("val_psnr", "max")
     best_so_far = best_logged(csv_path, monitor, mode)  # a resumed run keeps its best checkpoint
     steps_per_epoch = -(-config.data.patches_per_epoch // config.data.batch_size)
     callbacks: list = [
@@ -326,15 +327,20 @@ def make_callbacks(config: TrainConfig, run_dir: Path, panel: tuple[Any, np.ndar
     ]
     if panel is not None:
         callbacks.append(ImagePanel(run_dir / "tb", *panel))
-    callbacks.append(
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.keras"),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
+    if config.method == "divnoising":  # the inference model (and its noise model), not the trainer
+        from ..divnoising import BestInferenceModel
+
+        callbacks.append(BestInferenceModel(run_dir / "checkpoints" / "best.keras", monitor, best_so_far))
+    else:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "checkpoints" / "best.keras"),
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                initial_value_threshold=best_so_far,
+            )
         )
-    )
     es = config.early_stopping
     if es.patience > 0:
         mode = "min" if es.monitor.endswith("loss") else "max"

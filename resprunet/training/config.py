@@ -23,10 +23,12 @@ JIT_COMPILE = ("auto", True, False)
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine", "exponential")
 PRIORS = (None, "neighbour", "temporal", "file")
-#: Training methods: supervised (clean targets, synthetic or paired noise) or blind-spot
-#: (noisy data alone: Noise2Void, N2V2, structN2V).
-METHODS = ("supervised", "n2v", "n2v2", "structn2v")
-BLINDSPOT_METHODS = METHODS[1:]
+#: Training methods: supervised (clean targets, synthetic or paired noise), blind-spot
+#: (noisy data alone: Noise2Void, N2V2, structN2V) or DivNoising (noisy data alone, a VAE).
+METHODS = ("supervised", "n2v", "n2v2", "structn2v", "divnoising")
+BLINDSPOT_METHODS = ("n2v", "n2v2", "structn2v")
+#: Methods trained on noisy data alone (``data.simulate_noise``, no clean target, ``val_loss``).
+NOISY_ONLY_METHODS = (*BLINDSPOT_METHODS, "divnoising")
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,7 @@ class DataConfig:
     augment : bool
         Random flips (and rotations where isotropic) of training patches.
     simulate_noise : dict or None
-        Blind-spot methods only. None: ``train``/``val`` are noisy volumes, used as they are
+        Blind-spot methods and DivNoising only. None: ``train``/``val`` are noisy volumes, used as they are
         (``noise`` is not used: no noise is ever added). A noise spec (as ``noise``): they are
         clean references, each corrupted ONCE with this noise (seeded, the same every epoch,
         like one noisy acquisition) before training, for measuring against a clean image.
@@ -208,6 +210,29 @@ class BlindSpotConfig:
 
 
 @dataclass
+class DivNoisingConfig:
+    """DivNoising (``method: divnoising``, with ``model.name: divnoising``): :mod:`resprunet.divnoising`.
+
+    Attributes
+    ----------
+    noise_model : str, dict or None
+        Required. A ``noise_model.json`` path, a noise-model dict (``{kind: gaussian, sigma:
+        S}``, ``{kind: poisson_gaussian, photons: P, sigma: S}``, ``{kind: gaussian, sigma:
+        estimate}``) or ``{kind: bootstrap, ...}`` (a Gaussian mixture fitted to the noisy
+        training patches and their TV estimate); normalised units. See
+        :mod:`resprunet.divnoising.noise`.
+    kl_weight : float
+        Weight of the KL term (>= 0); 1 (DivNoising) makes the loss the negative ELBO per pixel.
+    samples : int
+        Posterior samples per image of the MMSE in the final evaluation (>= 1).
+    """
+
+    noise_model: str | dict[str, Any] | None = None
+    kl_weight: float = 1.0
+    samples: int = 100
+
+
+@dataclass
 class RunConfig:
     """Run directory ``<root>/<name>/<UTC timestamp>/``."""
 
@@ -224,11 +249,16 @@ class TrainConfig:
     masked as ``blindspot`` says, loss ``mse`` on masked voxels only, no PSNR/SSIM during
     training, checkpoint on ``val_loss``): ``"n2v"`` (Noise2Void), ``"n2v2"`` (the U-Net
     becomes N2V2: blur pooling, no top skip, linear upsampling) or ``"structn2v"`` (line
-    masks along ``blindspot.struct_axis``).
+    masks along ``blindspot.struct_axis``). ``"divnoising"``: a DivNoising VAE
+    (``model.name: divnoising``, options ``filters``, ``depth``, ``latent_channels``) trained
+    on noisy volumes like the blind-spot methods, with the noise model and KL weight of
+    ``divnoising``; its loss is the negative ELBO (``loss`` is not used) and ``model.keras``
+    gets ``noise_model.json`` beside it.
     """
 
     method: str = "supervised"
     blindspot: BlindSpotConfig = field(default_factory=BlindSpotConfig)
+    divnoising: DivNoisingConfig = field(default_factory=DivNoisingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -279,7 +309,10 @@ def validate(config: TrainConfig) -> None:
     _choice("model.ndim", config.model.ndim, (2, 3))
     from ..models import available  # a model name is a registry key, never a path
 
-    _choice("model.name", config.model.name, available())
+    if config.method == "divnoising" or config.model.name == "divnoising":
+        _validate_divnoising(config)
+    else:
+        _choice("model.name", config.model.name, available())
     for key in ("filters", "depth"):
         value = config.model.options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -308,8 +341,11 @@ def validate(config: TrainConfig) -> None:
             )
     if config.method in BLINDSPOT_METHODS:
         _validate_blindspot(config)
+    if config.method in NOISY_ONLY_METHODS:
+        _validate_noisy_only(config)
     elif config.data.simulate_noise is not None:
-        raise ConfigError("config data.simulate_noise is for blind-spot methods; supervised runs add data.noise")
+        raise ConfigError("config data.simulate_noise is for methods trained on noisy data (blind-spot, "
+                          "DivNoising); supervised runs add data.noise")
     profile = config.callbacks.profile_batch
     if profile is not None and (len(profile) != 2 or not 1 <= profile[0] <= profile[1]):
         raise ConfigError(
@@ -321,7 +357,7 @@ def _validate_blindspot(config: TrainConfig) -> None:
     """The settings blind-spot training (``method`` n2v, n2v2, structn2v) cannot use."""
     from data_pipelines.blindspot import BlindSpot
 
-    method, data, bs = config.method, config.data, config.blindspot
+    method, bs = config.method, config.blindspot
     try:
         BlindSpot(bs.fraction, bs.window)
     except ValueError as err:
@@ -330,18 +366,51 @@ def _validate_blindspot(config: TrainConfig) -> None:
                                   or bs.struct_span < 1):
         raise ConfigError(f"config method=structn2v needs blindspot.struct_axis in [-{config.model.ndim}, "
                           f"{config.model.ndim}) and blindspot.struct_span >= 1, got {bs.struct_axis}, {bs.struct_span}")
+    if config.loss != "mse":
+        raise ConfigError(f"config method={method} needs loss=mse (taken on the masked voxels)")
+    if method == "n2v2" and config.model.name != "unet":
+        raise ConfigError(f"config method=n2v2 needs model.name=unet (N2V2 is a U-Net), got {config.model.name!r}")
+
+
+def _validate_divnoising(config: TrainConfig) -> None:
+    """``method: divnoising`` goes with ``model.name: divnoising``, valid VAE options, a noise
+    model, ``divnoising.samples >= 1``, ``divnoising.kl_weight >= 0`` and patches the VAE's
+    downsampling divides."""
+    from ..divnoising import check_noise_spec, check_options, check_samples
+
+    if (config.method == "divnoising") != (config.model.name == "divnoising"):
+        raise ConfigError(f"config method=divnoising and model.name=divnoising go together, got method="
+                          f"{config.method!r} with model.name={config.model.name!r}")
+    dn = config.divnoising
+    try:
+        options = check_options(config.model.options)
+        check_noise_spec(dn.noise_model)
+        check_samples(dn.samples)
+    except ValueError as err:
+        raise ConfigError(f"config {err}") from err
+    if not dn.kl_weight >= 0:
+        raise ConfigError(f"config divnoising.kl_weight={dn.kl_weight!r} must be >= 0")
+    block = 2 ** options["depth"]
+    for key, shape in (("data.patch_shape", config.data.patch_shape),
+                       ("data.val_patch_shape", config.data.val_patch_shape)):
+        if shape is not None and any(s % block for s in shape):
+            raise ConfigError(f"config {key}={shape}: every size must be a multiple of 2**model.depth = {block}")
+
+
+def _validate_noisy_only(config: TrainConfig) -> None:
+    """The settings a method trained on noisy data alone (blind-spot, DivNoising) cannot use."""
+    method, data = config.method, config.data
     refused = {
-        "loss": (config.loss != "mse", "mse (taken on the masked voxels)"),
         "data.prior": (data.prior is not None, "null"),
         "data.spectral_kev": (data.spectral_kev is not None, "null"),
         "data.test_fraction": (data.test_fraction != 0, "0 (test volumes are clean references, listed in data.test)"),
         "strategy": (config.strategy == "multiworker", "default or mirrored"),
     }
+    if method == "divnoising":
+        refused["strategy"] = (config.strategy != "default", "default")
     for key, (bad, expected) in refused.items():
         if bad:
             raise ConfigError(f"config method={method} needs {key}={expected}")
-    if method == "n2v2" and config.model.name != "unet":
-        raise ConfigError(f"config method=n2v2 needs model.name=unet (N2V2 is a U-Net), got {config.model.name!r}")
     if config.early_stopping.patience and not config.early_stopping.monitor.endswith("loss"):
         raise ConfigError(f"config method={method} has no clean target: early_stopping.monitor must be "
                           f"val_loss, got {config.early_stopping.monitor!r}")

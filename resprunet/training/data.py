@@ -355,6 +355,7 @@ def build_training_data(
     context: int = 0,
     channels: int = 1,
     blindspot: dp.BlindSpot | None = None,
+    noisy_only: bool = False,
 ) -> TrainingData:
     """Load, split and serve the data of a run.
 
@@ -383,17 +384,22 @@ def build_training_data(
     blindspot : data_pipelines.BlindSpot, optional
         Blind-spot training: noisy volumes (:func:`split_noisy`) served masked, no noise
         added; ``(masked, target)`` batches as ``dp.make_dataset(blindspot=...)`` gives.
+    noisy_only : bool
+        Noisy volumes as for ``blindspot`` (:func:`split_noisy`), served unmasked as
+        ``(noisy, noisy)`` batches (each volume its own "real noisy" pair, normaliser fitted
+        on it; DivNoising); the panel shows them, the baseline is empty.
 
     Returns
     -------
     TrainingData
     """
-    volumes = split(config, seed) if blindspot is None else split_noisy(config, seed)
+    noisy_data = noisy_only or blindspot is not None
+    volumes = split_noisy(config, seed) if noisy_data else split(config, seed)
     train_vols, val_vols = volumes.train, volumes.val
     log.info("data: train on %s; validate on %s; test on %s", [v.name for v in train_vols],
              [v.name for v in val_vols], [v.name for v in volumes.test] or "nothing (no held-out metrics)")
     options = dataset_options(config)
-    if blindspot is not None:
+    if noisy_data:
         options.update(noise=None, blindspot=blindspot)
     batch = batch_size or config.batch_size
     train = dp.make_dataset(
@@ -401,14 +407,15 @@ def build_training_data(
         seed=seed if stream_seed is None else stream_seed,
         training=True, augment=config.augment, patches_per_epoch=config.patches_per_epoch,
         prior=dataset_prior(config, train_vols), noise_level=noise_level, context=context,
-        channels=channels,
+        channels=channels, noisy=train_vols if noisy_only else None,
         **options,
     )
     val = dp.make_dataset(
         val_vols, patch_shape=tuple(config.val_patch_shape or config.patch_shape),
         batch_size=config.batch_size, seed=seed + 1, training=False, augment=False,
         patches_per_epoch=config.val_patches, prior=dataset_prior(config, val_vols),
-        noise_level=noise_level, context=context, channels=channels, **options,
+        noise_level=noise_level, context=context, channels=channels,
+        noisy=val_vols if noisy_only else None, **options,
     )
     inputs, clean = next(iter(val.unbatch().batch(panel_samples).take(1)))
     steps = -(-config.patches_per_epoch // config.batch_size)
@@ -417,6 +424,8 @@ def build_training_data(
         log.info("validation baseline (what val_loss must beat): masked MSE %.4g of the identity",
                  baseline["identity_masked_mse"])
         return TrainingData(train, val, steps, (clean.numpy()[..., :-1], None), volumes.test, baseline)
+    if noisy_only:  # inputs and targets are the same noisy patches: no baseline to report
+        return TrainingData(train, val, steps, (inputs.numpy(), None), volumes.test, {})
     panel_inputs = (
         {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
     )

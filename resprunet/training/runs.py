@@ -17,7 +17,7 @@ import keras
 
 from data_pipelines.io.atomic import atomic_path
 
-from .config import BLINDSPOT_METHODS, TrainConfig, save_config
+from .config import NOISY_ONLY_METHODS, TrainConfig, save_config
 from .data import TrainingData
 from .evaluate import evaluate_volume
 
@@ -137,14 +137,21 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: Trainin
     model would wait for its peers). The test volumes played no part in training,
     checkpoint choice or early stopping; ``final_metrics.json`` names them (``test_volumes``)
     and keeps the validation baseline (``val_baseline``: the noisy input's and the prior's
-    PSNR on the validation patches, beside the history's ``val_psnr``).
+    PSNR on the validation patches, beside the history's ``val_psnr``). A DivNoising run saves
+    its inference model and ``noise_model.json`` and is scored by the MMSE of
+    ``divnoising.samples`` posterior samples.
     """
     test_volumes = data.test_volumes
     scoring = config.data
-    if config.method in BLINDSPOT_METHODS:  # test volumes are clean references; data.noise is unused
+    if config.method in NOISY_ONLY_METHODS:  # test volumes are clean references; data.noise is unused
         scoring = replace(scoring, eval_noise=scoring.eval_noise or scoring.simulate_noise)
-    keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
-    saved = keras.models.load_model(run_dir / "model.keras")
+    if config.method == "divnoising":  # model.keras + noise_model.json; scored by its MMSE
+        from ..divnoising.run import save_and_reload
+
+        saved = save_and_reload(model, config, run_dir)
+    else:
+        keras.Model(model.input, model.output, name=model.name).save(run_dir / "model.keras")
+        saved = keras.models.load_model(run_dir / "model.keras")
     evaluations = [
         evaluate_volume(saved, vol, scoring, config.model.ndim, config.seed + 2)
         for vol in test_volumes

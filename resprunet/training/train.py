@@ -5,7 +5,8 @@ Run directory ``<run.root>/<run.name>/<UTC timestamp>/``::
     config.yaml          resolved configuration (reproduces the run)
     metrics.csv          one row per epoch (loss, psnr, ssim, val_*, learning_rate)
     tb/                  TensorBoard: train/ and validation/ scalars, histograms, images/, profile
-    checkpoints/best.keras   best validation PSNR (blind-spot methods: lowest validation loss)
+    checkpoints/best.keras   best validation PSNR (noisy-data methods: lowest validation loss)
+    noise_model.json     DivNoising: the noise model (also beside checkpoints/best.keras)
     backup/              BackupAndRestore state while running (removed when the run ends)
     model.keras          final model
     runtime.log          one line per start: hardware, oneDNN, XLA, precision, versions
@@ -70,12 +71,20 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, verbose: int |
                 strategy = tf.distribute.MirroredStrategy()
             else:
                 strategy = tf.distribute.get_strategy()
-            with strategy.scope():
-                model = build_model(config)
-            info = describe(model)
-            data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
-                                       noise_level=info.needs_sigma, context=info.context,
-                                       channels=info.channels, blindspot=make_blindspot(config))
+            if config.method == "divnoising":  # data first: the noise model may be fitted on it
+                from ..divnoising.run import build_trainer
+
+                data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
+                                           channels=int(config.model.options.get("channels", 1)),
+                                           noisy_only=True)
+                model = build_trainer(config, data.train, run_dir)
+            else:
+                with strategy.scope():
+                    model = build_model(config)
+                info = describe(model)
+                data = build_training_data(config.data, config.seed, config.callbacks.panel_samples,
+                                           noise_level=info.needs_sigma, context=info.context,
+                                           channels=info.channels, blindspot=make_blindspot(config))
             with strategy.scope():
                 compile_model(model, config, data.steps_per_epoch)
         panel = data.panel if config.callbacks.image_panel else None
