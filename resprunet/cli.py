@@ -127,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored dtype: 'same' as IN (rounded and clipped for integer types), "
                    "float32, or uint16")
     d.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    d.add_argument("--workers", type=int, metavar="N",
+                   help="denoise a Zarr IN on a local Dask cluster of N worker processes, block by "
+                   "block, never loading it whole (needs pip install 'resprunet[dask]')")
+    d.add_argument("--scheduler", metavar="ADDRESS",
+                   help="denoise a Zarr IN on the running Dask cluster at ADDRESS (tcp://host:8786); "
+                   "IN, OUT's folder and the model must be at the same paths on every worker")
+    d.add_argument("--memory-limit", default=None, metavar="BYTES",
+                   help="memory limit of each --workers process, e.g. 2GiB (default: an equal share "
+                   "of the RAM, at most 4 GiB; Dask spills at 60%%, restarts a worker at 95%%)")
+    d.add_argument("--samples", type=int, metavar="N",
+                   help="DivNoising models only: posterior samples per image whose mean (MMSE) is "
+                   "written (default 100); other models are deterministic and refuse it")
+    d.add_argument("--variance", type=Path, metavar="VAR_OUT",
+                   help="DivNoising models only: also write the per-pixel variance of the samples "
+                   "(the posterior's uncertainty, IN's units squared, float32)")
     d.set_defaults(func=_cmd_denoise)
 
     t = sub.add_parser(
@@ -262,7 +277,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from .models import describe
 
     _check_sigma(args.sigma, card, describe(model).needs_sigma)
-    # a Zarr input is read lazily; it is loaded here, whole (chunked inference is not there yet)
+    if args.workers is not None or args.scheduler is not None:
+        return _denoise_on_cluster(args, card)
+    # a Zarr input is read lazily; it is loaded here, whole (use --workers for block-wise inference)
     volume = dp.read_volume(args.input, key=args.key, series=args.series).load()
     dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
     prior: str | np.ndarray = zoo.prior_argument(card, args.prior)
@@ -276,6 +293,73 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     dtype = None if args.output_dtype == "same" else args.output_dtype
     dp.write_volume(denoised, args.output, like=volume, force=args.force, dtype=dtype)
     print(f"wrote {args.output} ({volume.shape}, model {card.get('name', args.model)})")
+    return 0
+
+
+def _denoise_on_cluster(args: argparse.Namespace, card: dict[str, Any]) -> int:
+    """``resprunet denoise --workers N | --scheduler ADDRESS``: a lazy (Zarr) input denoised
+    block by block on a Dask cluster (:func:`resprunet.inference.distributed.denoise_distributed`)."""
+    import data_pipelines as dp
+
+    from . import zoo
+    from .inference.distributed import denoise_distributed
+
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: expected at least 1 worker process")
+    if args.prior not in ("auto", "none") or zoo.prior_argument(card, args.prior) == "temporal":
+        raise CliError("--workers/--scheduler: models with a prior cannot run on a cluster yet")
+    volume = dp.read_volume(args.input, key=args.key, series=args.series)
+    if not volume.is_lazy:
+        raise CliError(f"{args.input}: --workers/--scheduler need a chunked Zarr input (.zarr, .ome.zarr); "
+                       f"this {volume.meta.get('format', 'file')} is read whole: run without them")
+    dp.check_output(args.output, like=volume, force=args.force)
+    model_file = zoo.path(args.model) / zoo.MODEL_FILE if args.model in zoo.list() else Path(args.model)
+    if model_file.is_dir():
+        model_file = model_file / zoo.MODEL_FILE
+    denoise_distributed(model_file, volume, args.output, zoo.normalizer(card), sigma=args.sigma,
+                        tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                        dtype=None if args.output_dtype == "same" else args.output_dtype, force=args.force,
+                        scheduler=args.scheduler, workers=args.workers or 2,
+                        memory_limit=args.memory_limit, progress=not args.quiet)
+    where = args.scheduler or f"{args.workers or 2} local workers"
+    print(f"wrote {args.output} ({volume.shape}, model {card.get('name', args.model)}, on {where})")
+    return 0
+
+
+def _denoise_divnoising(args: argparse.Namespace, model: Any, card: dict[str, Any]) -> int:
+    """``resprunet denoise`` with a DivNoising model: the MMSE of ``--samples`` posterior samples
+    (:func:`resprunet.divnoising.denoise_divnoising`), and with ``--variance`` their variance."""
+    import data_pipelines as dp
+    from data_pipelines.io.atomic import check_writable
+
+    from . import zoo
+    from .divnoising import DEFAULT_SAMPLES, denoise_divnoising, is_divnoising
+
+    name = card.get("name", args.model)
+    if not is_divnoising(model):
+        raise CliError(f"--samples/--variance are for DivNoising models; {name} ({model.name}) gives one "
+                       "deterministic output: run without them")
+    samples = DEFAULT_SAMPLES if args.samples is None else args.samples
+    if samples < 1 or (args.variance is not None and samples < 2):
+        raise CliError(f"--samples {samples}: expected at least {2 if args.variance else 1} posterior samples")
+    if args.workers is not None or args.scheduler is not None or args.prior not in ("auto", "none"):
+        raise CliError("a DivNoising model takes no --prior and cannot run on a cluster (--workers/--scheduler)")
+    if args.variance is not None:
+        check_writable(args.variance, args.force)
+    volume = dp.read_volume(args.input, key=args.key, series=args.series).load()
+    for out in (args.output, args.variance):
+        if out is not None:
+            dp.check_output(out, like=volume, force=args.force)
+    mmse, variance = denoise_divnoising(
+        model, volume.array, zoo.normalizer(card), samples=samples, variance=args.variance is not None,
+        tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    dtype = None if args.output_dtype == "same" else args.output_dtype
+    dp.write_volume(mmse, args.output, like=volume, force=args.force, dtype=dtype)
+    print(f"wrote {args.output} (MMSE of {samples} samples, {volume.shape}, model {name})")
+    if variance is not None:
+        dp.write_volume(variance, args.variance, like=volume, force=args.force, dtype="float32")
+        print(f"wrote {args.variance} (posterior variance, units squared)")
     return 0
 
 

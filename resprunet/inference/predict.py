@@ -181,6 +181,69 @@ def _as_zyxc(x: np.ndarray, name: str, ndim: int, channels: int) -> np.ndarray:
     return x
 
 
+def _model_axes(info: Any) -> tuple[Shape3, Shape3]:
+    """(divisor, receptive field) of a model along (z, y, x): 1 along z for a 2D model."""
+    spatial = 2 if int(info.ndim) == 2 else 3
+    return (per_axis(info.divisor, "divisor", spatial),
+            per_axis(info.receptive_field, "receptive_field", spatial))
+
+
+def plan_grid(
+    model: Any,
+    volume_shape: Shape3,
+    tile_shape: tuple[int, ...] | None,
+    *,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    memory_budget: float | None = None,
+) -> tuple[TileGrid, int]:
+    """The tile grid and batch size :func:`predict_volume` uses for a (z, y, x) volume.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model (its :func:`resprunet.models.describe` gives divisor and receptive field).
+    volume_shape : tuple of int
+        (z, y, x) in voxels (for a 2D model, z counts the slices).
+    tile_shape, overlap, batch_size, memory_budget
+        As in :func:`predict_volume`: an explicit ``tile_shape`` goes to
+        :func:`~resprunet.inference.tiles.plan_tiles`; None plans from ``memory_budget``
+        (bytes) with :func:`~resprunet.inference.tiles.plan_auto_tiles` and caps the batch at
+        the tiles that fit it together.
+
+    Returns
+    -------
+    (TileGrid, int)
+        The grid and the batch size (tiles per model call).
+    """
+    from .tiles import activation_bytes_per_voxel, plan_auto_tiles
+    from .tiles import memory_budget as default_budget
+
+    info = _model_info(model)
+    ndim = int(info.ndim)
+    divisor, rf = _model_axes(info)
+    spatial = 2 if ndim == 2 else 3
+    tile = None if tile_shape is None else per_axis(tuple(tile_shape)[-spatial:], "tile_shape", spatial)
+    if tile is None:
+        budget = default_budget() if memory_budget is None else float(memory_budget)
+        try:
+            per_voxel = activation_bytes_per_voxel(model)
+        except Exception as exc:  # noqa: BLE001 - not a functional graph: no estimate
+            log.warning("no activation-memory estimate for this model (%s); whole volume", exc)
+            tile = (1, *volume_shape[1:3]) if ndim == 2 else tuple(volume_shape)  # type: ignore[assignment]
+        else:
+            planned = plan_auto_tiles(volume_shape, divisor=divisor, receptive_field=rf,
+                                      bytes_per_voxel=per_voxel, budget_bytes=budget,
+                                      slices=ndim == 2)
+            fit = int(budget // (per_voxel * math.prod(planned.tile_shape)))
+            batch = max(1, min(int(batch_size), fit))
+            log.info("default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
+                     "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
+                     planned.overlap, batch, per_voxel, budget / 2**20)
+            return planned, batch
+    return plan_tiles(volume_shape, tile, divisor=divisor, receptive_field=rf, overlap=overlap), int(batch_size)
+
+
 def predict_volume(
     model: Any,
     x: np.ndarray,
@@ -260,8 +323,7 @@ def predict_volume(
     ShapeMismatchError
         ``prior`` is missing for a model that needs one, or its shape differs from ``x``.
     """
-    from .tiles import activation_bytes_per_voxel, halo_weights, plan_auto_tiles
-    from .tiles import memory_budget as default_budget
+    from .tiles import halo_weights
 
     info = _model_info(model)
     ndim = int(info.ndim)
@@ -299,30 +361,10 @@ def predict_volume(
     out_shape = tuple(x_in.shape[:-1]) if x_in.ndim == 4 else tuple(x_in.shape)
     out_shape = out_shape + ((out_channels,) if (x_in.ndim == 4 or out_channels > 1) else ())
 
-    spatial = 2 if ndim == 2 else 3
-    divisor = per_axis(info.divisor, "divisor", spatial)
-    rf = per_axis(info.receptive_field, "receptive_field", spatial)
-    tile = None if tile_shape is None else per_axis(tuple(tile_shape)[-spatial:], "tile_shape", spatial)
-    batch = [int(batch_size)]
-    planned: TileGrid | None = None
-    if tile is None:
-        budget = default_budget() if memory_budget is None else float(memory_budget)
-        try:
-            per_voxel = activation_bytes_per_voxel(model)
-        except Exception as exc:  # noqa: BLE001 - not a functional graph: no estimate
-            log.warning("no activation-memory estimate for this model (%s); whole volume", exc)
-            tile = (1, *x4.shape[1:3]) if ndim == 2 else tuple(x4.shape[:3])  # type: ignore[assignment]
-        else:
-            planned = plan_auto_tiles(x4.shape[:3], divisor=divisor, receptive_field=rf,
-                                      bytes_per_voxel=per_voxel, budget_bytes=budget,
-                                      slices=ndim == 2)
-            fit = int(budget // (per_voxel * math.prod(planned.tile_shape)))
-            batch = [max(1, min(int(batch_size), fit))]
-            log.info("default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
-                     "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
-                     planned.overlap, batch[0], per_voxel, budget / 2**20)
-    grid = planned or plan_tiles(x4.shape[:3], tile, divisor=divisor, receptive_field=rf,
-                                 overlap=overlap)
+    grid, planned_batch = plan_grid(model, tuple(x4.shape[:3]), tile_shape, overlap=overlap,
+                                    batch_size=batch_size, memory_budget=memory_budget)
+    batch = [planned_batch]
+    divisor, rf = _model_axes(info)
     with output_target(out, out_shape) as target:
         while True:
             weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
