@@ -277,6 +277,10 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from .models import describe
 
     _check_sigma(args.sigma, card, describe(model).needs_sigma)
+    from .divnoising import is_divnoising
+
+    if is_divnoising(model) or args.samples is not None or args.variance is not None:
+        return _denoise_divnoising(args, model, card)
     if args.workers is not None or args.scheduler is not None:
         return _denoise_on_cluster(args, card)
     # a Zarr input is read lazily; it is loaded here, whole (use --workers for block-wise inference)

@@ -307,14 +307,20 @@ def evaluate(model: Any, model_card: dict[str, Any]) -> dict[str, dict[str, floa
     noisy input, as ``resprunet denoise`` does); the output is mapped to reference units
     and scored on the crop.
 
+    A DivNoising model is scored by its MMSE of ``evaluation.samples`` posterior samples
+    (default :data:`resprunet.divnoising.DEFAULT_SAMPLES`).
+
     Returns
     -------
     dict
         ``{"noisy": {"psnr", "ssim"}, "model": {"psnr", "ssim"}}``; PSNR in dB with data
         range 1 (reference units); SSIM 2D for a single slice, 3D for a volume.
     """
+    from .divnoising import DEFAULT_SAMPLES, PosteriorMean, is_divnoising
     from .inference import denoise_array
 
+    if is_divnoising(model):
+        model = PosteriorMean(model, int(model_card["evaluation"].get("samples", DEFAULT_SAMPLES)))
     case = heldout_case(model_card)
     denoised = denoise_array(model, case.noisy_source, normalizer(model_card), prior="auto",
                              prior_options=prior_options(model_card), progress=False)

@@ -11,7 +11,8 @@ import pytest
 from keras import layers
 
 import data_pipelines as dp
-from resprunet import cli, divnoising as dn
+from resprunet import cli, divnoising as dn, models, zoo
+from resprunet.assess import Method
 from resprunet.noise_models import GaussianNoiseModel
 from resprunet.training import load_config, train
 from resprunet.training.config import ConfigError
@@ -119,6 +120,10 @@ def test_tiled_mmse_and_variance_in_source_units():
         assert variance.shape == source.shape and variance.mean() == pytest.approx(4 * A**2 * VAR, rel=0.08)
     mmse_only, none = dn.denoise_divnoising(model, source, norm, samples=4, progress=False)
     assert none is None and mmse_only.shape == source.shape
+    method = Method.from_model(model, samples=400)  # assess: normalised units, default (planned) tiles
+    assert np.abs(method(source[0] / 2) - _expected_mmse(source[0] / 2)).mean() < 0.03
+    with pytest.raises(ValueError, match="only DivNoising models"):
+        Method.from_model(models.build("unet", 2, filters=4, depth=1), samples=4)
 
 
 def test_map_estimate_finds_the_mode():
@@ -209,9 +214,8 @@ def test_run_resumes_and_its_folder_serves_denoise_with_samples(tmp_path, capsys
     mmse, variance = np.load(out), np.load(var)
     assert mmse.shape == variance.shape == noisy.shape
     assert np.abs(mmse - noisy).mean() > 1e-3 and variance.min() >= 0 and variance.max() > 0
-    model, card = __import__("resprunet").zoo.load_path(run_dir)
-    expected, _ = dn.denoise_divnoising(model, noisy, __import__("resprunet").zoo.normalizer(card), samples=4,
-                                        progress=False)
+    model, card = zoo.load_path(run_dir)
+    expected, _ = dn.denoise_divnoising(model, noisy, zoo.normalizer(card), samples=4, progress=False)
     np.testing.assert_allclose(mmse, expected, atol=1e-5)  # the CLI is the library
     capsys.readouterr()
     assert cli.main(["-q", "denoise", str(tmp_path / "noisy.npy"), str(tmp_path / "z.npy"), "--model",
@@ -220,8 +224,6 @@ def test_run_resumes_and_its_folder_serves_denoise_with_samples(tmp_path, capsys
 
 
 def test_samples_on_a_deterministic_model_is_a_one_line_error(tmp_path, capsys):
-    from resprunet import models
-
     folder = tmp_path / "unet"
     folder.mkdir()
     models.build("unet", 2, filters=4, depth=1).save(folder / "model.keras")

@@ -123,12 +123,14 @@ class Method:
     @classmethod
     def from_model(cls, model: Any, name: str | None = None, tile_shape: tuple[int, ...] | None = None,
                    overlap: float = 0.25, notes: str = "", *, normalizer: Any = None,
-                   units: Any = None) -> "Method":
+                   units: Any = None, samples: int | None = None) -> "Method":
         """Wrap a Keras denoising model.
 
         A 2D model runs slice by slice on a volume, a 3D model on the whole volume or on
         tiles of ``tile_shape`` voxels blended with ``overlap``; a model with a ``"prior"``
-        input gets the case's prior (and the method then needs one).
+        input gets the case's prior (and the method then needs one). A DivNoising model
+        (inputs ``"noisy"`` and ``"eps"``) gives the MMSE of ``samples`` posterior samples
+        (:class:`resprunet.divnoising.PosteriorMean`).
 
         Parameters
         ----------
@@ -154,10 +156,24 @@ class Method:
             before denoising and the output forward again. None: the case's units are taken
             as source units (exact for percentile and min-max normalisers, which give the
             same model input for any affine rescaling of the data; a ``ct`` window needs it).
+        samples : int, optional
+            DivNoising models only: posterior samples per image (default
+            :data:`resprunet.divnoising.DEFAULT_SAMPLES`); given for another model, an error.
+
+        Raises
+        ------
+        ValueError
+            ``samples`` for a model that is not DivNoising, or ``samples < 1``.
         """
+        from ..divnoising import DEFAULT_SAMPLES, PosteriorMean, is_divnoising
         from ..inference import denoise_array, predict_volume
         from ..models import describe
 
+        if is_divnoising(model):
+            model = PosteriorMean(model, DEFAULT_SAMPLES if samples is None else samples)
+        elif samples is not None:
+            raise ValueError(f"samples={samples!r}: only DivNoising models draw posterior samples; "
+                             f"{model.name!r} is deterministic")
         info = describe(model)
 
         def run(noisy: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
