@@ -44,6 +44,7 @@ examples:
   resprunet denoise ct_series/ ct_denoised/ --model unet2d_ct          # DICOM series in, new series out
   resprunet denoise stack.tif out.tif --model runs/unet_3d/<time>/model.keras --tile 32,128,128
   resprunet denoise scan.nii.gz out.nii.gz --model respr_unet3d_mri --prior auto
+  resprunet denoise noisy.tif mmse.tif --model runs/divnoising_2d/<time> --samples 100 --variance var.tif
 """
 
 _EXAMPLES_MAIN = _EXAMPLES_DENOISE + """\

@@ -141,16 +141,18 @@ def test_map_estimate_finds_the_mode():
     np.testing.assert_array_equal(dn.map_estimate(np.full((5, 2, 2), 0.3)), np.full((2, 2), 0.3, np.float32))
 
 
-def test_saved_model_loads_in_safe_mode_and_reproduces_samples(tmp_path):
-    vae = dn.build_divnoising(2, filters=4, depth=2, latent_channels=3)
+@pytest.mark.parametrize(("ndim", "shape"), [(2, (16, 20)), (3, (8, 8, 12))])
+def test_saved_model_loads_in_safe_mode_and_reproduces_samples(tmp_path, ndim, shape):
+    vae = dn.build_divnoising(ndim, filters=4, depth=2, latent_channels=3)
     model = dn.inference_model(vae)
     path = dn.save_divnoising(model, GaussianNoiseModel(0.05), tmp_path / "run" / "model.keras")
     assert (tmp_path / "run" / "noise_model.json").is_file()
     loaded = keras.saving.load_model(path, safe_mode=True)  # no custom objects
+    assert models.describe(loaded).divisor == 4 and models.describe(loaded).ndim == ndim
     rng = np.random.default_rng(5)
-    x = {"noisy": rng.random((2, 16, 20, 1), np.float32), "eps": rng.standard_normal((2, 16, 20, 3), np.float32)}
+    x = {"noisy": rng.random((2, *shape, 1), np.float32), "eps": rng.standard_normal((2, *shape, 3), np.float32)}
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    other = {**x, "eps": rng.standard_normal((2, 16, 20, 3), np.float32)}
+    other = {**x, "eps": rng.standard_normal((2, *shape, 3), np.float32)}
     assert np.abs(loaded.predict(other, verbose=0) - loaded.predict(x, verbose=0)).max() > 1e-6  # eps matters
     again, noise_model = dn.load_divnoising(tmp_path / "run")
     assert noise_model == GaussianNoiseModel(0.05) and dn.is_divnoising(again)

@@ -62,17 +62,18 @@ class DivNoisingTrainer(keras.Model):
     def metrics(self) -> list[keras.metrics.Metric]:
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
-    def _eps(self, noisy: Any, scale: float) -> Any:
-        shape = (*ops.shape(noisy)[:-1], self.latent_channels)
-        return scale * keras.random.normal(shape, seed=self.seed_generator)
+    def _eps_shape(self, noisy: Any) -> tuple[Any, ...]:
+        return (*ops.shape(noisy)[:-1], self.latent_channels)
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         """The signal decoded from the latent mean (eps = 0), (batch, *spatial, channels)."""
-        return self.vae({"noisy": inputs, "eps": self._eps(inputs, 0.0)}, training=training)["signal"]
+        eps = ops.zeros(self._eps_shape(inputs))
+        return self.vae({"noisy": inputs, "eps": eps}, training=training)["signal"]
 
     def _elbo(self, data: Any, training: bool) -> tuple[Any, Any, Any]:
         noisy = data[0] if isinstance(data, (tuple, list)) else data
-        out = self.vae({"noisy": noisy, "eps": self._eps(noisy, 1.0)}, training=training)
+        eps = keras.random.normal(self._eps_shape(noisy), seed=self.seed_generator)
+        out = self.vae({"noisy": noisy, "eps": eps}, training=training)
         reconstruction, kl = elbo_terms(noisy, out["signal"], out["mu"], out["logvar"], self.noise_model)
         return reconstruction + self.kl_weight * kl, reconstruction, kl
 
