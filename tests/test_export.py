@@ -126,6 +126,9 @@ def test_package_geometry_and_metadata(package):
     for axis in noisy["axes"][1:-1]:
         assert axis["size"] == {"min": 2 * halo + info.divisor, "step": info.divisor}
     assert len(noisy["axes"][-1]["channel_names"]) == info.channels
+    least = 2 * halo + info.divisor
+    test_shape = np.load(folder / noisy["test_tensor"]["source"]).shape
+    assert all(s >= least and (s - least) % info.divisor == 0 for s in test_shape[1:-1]), test_shape  # no padding needed
     assert [t["id"] for t in rdf["inputs"]] == [t.name for t in model.inputs]
     out_axes = rdf["outputs"][0]["axes"][1:-1]
     assert [a["halo"] for a in out_axes] == [halo] * info.ndim

@@ -59,6 +59,12 @@ def _axes(ndim: int, channel_names: list[str], size: Any, halo: int = 0) -> list
     return axes + [{"type": "channel", "channel_names": channel_names}]
 
 
+def least_size(divisor: int, halo: int) -> int:
+    """The least spatial size of the package's input (voxels): the spec wants a tile larger
+    than its two halos, and every size a multiple of the divisor."""
+    return 2 * halo + divisor
+
+
 def package_name(name: str) -> str:
     """A name the spec accepts (5 to 128 letters, digits, ``_+- ()``): a run card's name is its
     folder ``runs/<name>/<time>``, which becomes ``<name>_<time>``."""
@@ -105,8 +111,8 @@ def build_rdf(model: Any, card: dict[str, Any], *, halo: int, authors: list[str]
     names = _channel_names(info.channels)
     descriptions = _input_descriptions(card, info)
 
-    def free(axis: str) -> dict[str, int]:  # the spec wants a tile larger than its two halos
-        return {"min": 2 * halo + info.divisor, "step": info.divisor}
+    def free(axis: str) -> dict[str, int]:
+        return {"min": least_size(info.divisor, halo), "step": info.divisor}
 
     def like_noisy(axis: str) -> dict[str, str]:
         return {"tensor_id": "noisy", "axis_id": axis}
@@ -239,7 +245,7 @@ def export_bioimageio(model: Any, card: dict[str, Any], out: str | os.PathLike, 
     info = describe(model)
     halo = model_halo(info.divisor, info.receptive_field)
     proto = to_onnx(model)
-    case = test_case(model, card)
+    case = test_case(model, card, min_size=least_size(info.divisor, halo))
     normalizer = zoo.normalizer(card)
     axis_ids = ["batch", *["z", "y", "x"][3 - info.ndim:], "channel"]
     pre = {"noisy": preprocessing(normalizer, axis_ids[1:]),

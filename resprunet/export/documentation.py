@@ -110,6 +110,8 @@ def readme(card: dict[str, Any], info: Any, halo: int, inputs: dict[str, str], p
         *[f"- `{name}`: {text}" for name, text in inputs.items()],
         f"- `denoised`: the denoised image, in {output_units}.",
         "",
+        *([f"In bioimageio.core use the ONNX weights: its Keras backend (0.11) passes several inputs to "
+           "`model.predict` positionally, which Keras reads as `batch_size`.", ""] if len(inputs) > 1 else []),
         f"Normalisation of the card: `{norm}`. " + (
             "The spec's `scale_range` takes plain percentiles of each image; resprunet takes them of a "
             "winsorised, 5-voxel box-smoothed copy, which noise and hot pixels move less, so on very "

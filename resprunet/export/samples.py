@@ -1,8 +1,8 @@
 """The raw test input of an exported model: a crop of its card's held-out case.
 
 A zoo card's ``evaluation`` recipe rebuilds the noisy held-out volume in source units
-(:func:`resprunet.zoo.heldout_case`); the test input is a crop of its scored region, each
-spatial size a multiple of the model's divisor. A card without a recipe (a training run's
+(:func:`resprunet.zoo.heldout_case`); the test input is a crop of it at its scored region, of a
+size the package accepts without padding (:func:`test_case`). A card without a recipe (a training run's
 folder) gets a seeded synthetic volume: smooth random structure plus Gaussian noise of sigma
 0.05 in normalised units.
 """
@@ -60,8 +60,19 @@ def _card_sigma(card: dict[str, Any]) -> float:
     return float(np.mean(sigma)) if isinstance(sigma, (list, tuple)) else float(sigma)
 
 
-def test_case(model: Any, card: dict[str, Any]) -> TestCase:
+def test_size(crop: int, least: int, step: int, limit: int) -> int:
+    """Voxels of the test input along one axis: the crop's length capped at ``limit``, as a
+    valid package size ``least + k step`` (never below ``least``)."""
+    return least + max(0, min(crop, limit) - least) // step * step
+
+
+def test_case(model: Any, card: dict[str, Any], min_size: int) -> TestCase:
     """Build the raw test inputs of ``model`` from its card.
+
+    Each spatial size is a size the package accepts as it is (``min_size + k divisor``, so a
+    consumer need not pad it): the held-out crop, capped at :data:`MAX_TEST_SIZE`, moved inside
+    the volume where it is too small, and the volume reflected at its far edge where the volume
+    itself is smaller than ``min_size``.
 
     Parameters
     ----------
@@ -69,6 +80,8 @@ def test_case(model: Any, card: dict[str, Any]) -> TestCase:
         A denoising model (inputs ``"noisy"`` and optionally ``"prior"``, ``"sigma"``).
     card : dict
         Its model card (or a run's minimal card).
+    min_size : int
+        The package's least spatial size (voxels): twice the halo plus the divisor.
 
     Returns
     -------
@@ -77,8 +90,7 @@ def test_case(model: Any, card: dict[str, Any]) -> TestCase:
     Raises
     ------
     ExportError
-        A prior other than the neighbour-slice prior (nothing to build it from), or a
-        held-out region smaller than the model's divisor.
+        A prior other than the neighbour-slice prior (nothing to build it from).
     """
     import data_pipelines as dp
 
@@ -102,19 +114,22 @@ def test_case(model: Any, card: dict[str, Any]) -> TestCase:
             raise ExportError(f"model {card.get('name', model.name)!r} takes a {kind!r} prior; the export "
                               "builds test inputs only for the neighbour-slice prior")
         prior = dp.neighbour_slice_prior(volume, **zoo.prior_options(card))  # along z, each channel alike
-    limit = MAX_TEST_SIZE[info.ndim]
-    spatial = crop if info.ndim == 3 else crop[1:]
-    first = () if info.ndim == 3 else (crop[0].start,)
-    region = []
-    for axis, s in enumerate(spatial):
-        size = min(s.stop - s.start, limit) // info.divisor * info.divisor
-        if size == 0:
-            raise ExportError(f"the test region {s} along axis {axis} is smaller than the model's divisor {info.divisor}")
-        region.append(slice(s.start, s.start + size))
-    index = first + tuple(region)
-    inputs = {"noisy": volume[index][np.newaxis].astype(np.float32)}
-    if prior is not None:
-        inputs["prior"] = prior[index][np.newaxis].astype(np.float32)
+    arrays = {"noisy": volume} if prior is None else {"noisy": volume, "prior": prior}
+    first = 0 if info.ndim == 3 else 1  # 2D models: one z slice, the crop's first
+    index: list[slice] = [] if info.ndim == 3 else [slice(crop[0].start, crop[0].start + 1)]
+    pads: list[tuple[int, int]] = [(0, 0)] * first
+    for axis, s in enumerate(crop[first:], start=first):
+        size = test_size(s.stop - s.start, min_size, info.divisor, MAX_TEST_SIZE[info.ndim])
+        length = volume.shape[axis]
+        start = max(0, min(s.start, length - size))
+        index.append(slice(start, start + size))
+        pads.append((0, max(0, size - length)))
+    if any(after for _, after in pads):
+        source += f"; reflected at the far edges to the package's least tile ({min_size} voxels)"
+    pads.append((0, 0))
+    cuts = {name: np.pad(a, pads, mode="reflect")[tuple(index)] for name, a in arrays.items()}
+    # (1, [z,] y, x, c): a 2D model's single z slice becomes the batch axis
+    inputs = {name: (cut if info.ndim == 2 else cut[np.newaxis]).astype(np.float32) for name, cut in cuts.items()}
     if info.needs_sigma:
         inputs["sigma"] = np.full(inputs["noisy"].shape[:-1] + (1,), _card_sigma(card), np.float32)
     return TestCase(inputs, source)
