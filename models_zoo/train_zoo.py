@@ -34,6 +34,7 @@ from data_pipelines.io.atomic import atomic_path
 from resprunet import zoo
 from resprunet.runtime import cpu_info
 from resprunet.training import TrainConfig, train
+from resprunet.training.config import BLINDSPOT_METHODS
 from resprunet.variational import (bm3d_denoise, bm3d_rgb_denoise, bm4d_denoise, per_channel, tune_on_validation,
                                   tv_denoise)
 
@@ -219,6 +220,25 @@ SPECS: dict[str, dict[str, Any]] = {
         "evaluation": _gaussian_cell_recipe([528, 656], 0.1, 1007),
         "tuning": _gaussian_cell_recipe([0, 128], 0.1, 2007),
     },
+    "n2v2_unet2d_pg": {
+        "summary": "N2V2 (blind-spot) 2D U-Net trained on NOISY images alone, no clean image in training or "
+                   "checkpoint choice: microscopy and other grey images with Poisson-Gaussian noise (30 photons "
+                   "at intensity 1, read noise sigma 0.02)",
+        "train_files": "cell",
+        "config": {"method": "n2v2", "blindspot": {"fraction": 0.005, "window": 5},
+                   "data": {"patch_shape": [96, 96], "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "simulate_noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 512},
+                   "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False},
+                   "epochs": 40},
+        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
+                          "images bundled with scikit-image (see licence), each corrupted ONCE with the noise "
+                          "below (seeded, like one acquisition); the clean images are never used. Validation "
+                          "(masked loss, noisy only): cell rows 420-500, also corrupted once; test: cell rows "
+                          "528-656", "licence": CELL_LICENCE},
+        "evaluation": _cell_recipe([528, 656], 1008),
+        "tuning": _cell_recipe([0, 128], 2008),
+    },
     "histology_irunet2d_rgb": {
         "summary": "IRUNet 2D for RGB brightfield histology (8-bit, window 0-255), blind: Gaussian "
                    "sigma drawn from (0, 50) of 255 per patch, the IRUNet paper's setting",
@@ -272,7 +292,7 @@ def _split_arrays(kind: str) -> dict[str, dict[str, np.ndarray]]:
     return {"train": train, "val": {"ct_subject1": dp.sample("ct_slices").array[1:3]}}  # subject 0: test
 
 
-def _write_split_files(folder: Path, kind: str) -> dict[str, list[str]]:
+def split_files(folder: Path, kind: str) -> dict[str, list[str]]:
     """Save :func:`_split_arrays` as .npy files (float32) in ``folder``; their paths per role."""
     paths: dict[str, list[str]] = {}
     for role, arrays in _split_arrays(kind).items():
@@ -287,7 +307,7 @@ def _write_split_files(folder: Path, kind: str) -> dict[str, list[str]]:
 def _config(name: str, spec: dict[str, Any], workdir: Path, epochs: int | None) -> TrainConfig:
     values = yaml.safe_load(yaml.safe_dump(spec["config"]))  # deep copy
     data = values["data"]
-    files = _mri_files() if spec["train_files"] == "mri" else _write_split_files(workdir, spec["train_files"])
+    files = _mri_files() if spec["train_files"] == "mri" else split_files(workdir, spec["train_files"])
     data["train"], data["val"] = files["train"], files["val"]
     data["test"] = []  # the card's held-out case is the test; train() evaluates nothing else
     data.setdefault("val_patches", 8)
@@ -334,7 +354,8 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
     """The card of a trained model, before metrics."""
     from resprunet.training.data import make_normalizer
 
-    noise = dp.NoiseModel.from_dict(config.data.noise)
+    noisy_only = config.method in BLINDSPOT_METHODS  # trained on data corrupted once, no clean target
+    noise = dp.NoiseModel.from_dict(config.data.simulate_noise if noisy_only else config.data.noise)
     return {
         "name": name,
         "summary": spec["summary"],
@@ -345,7 +366,7 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
         "noise": {**noise.to_dict(), "description": noise.describe(),
                   "unit": "sigma as a fraction of the normalised range [0, 1]"},
         "training_data": spec["data"],
-        "training": {"epochs": config.epochs, "patches_per_epoch": config.data.patches_per_epoch,
+        "training": {"method": config.method, "epochs": config.epochs, "patches_per_epoch": config.data.patches_per_epoch,
                      "batch_size": config.data.batch_size, "patch_shape": config.data.patch_shape,
                      "loss": config.loss, "optimizer": config.optimizer.__dict__, "seed": config.seed,
                      "seconds": round(seconds, 1),
