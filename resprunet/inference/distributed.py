@@ -10,11 +10,11 @@ float rounding, max abs difference well under 1e-5) because the blending is the 
    accumulators would exceed :data:`BLOCK_FRACTION` of a worker's memory limit. Input chunks
    smaller than the model's halo are always re-chunked this way, and a warning says so.
 3. **Tile tasks** (``resprunet-tiles-*``): every tile belongs to the block holding its first
-   voxel, so each tile runs through the model exactly once. A tile task reads its tiles
-   (each with the halo it carries, reflect-padded at the volume's end as in
-   ``predict_volume``), predicts them in batches and accumulates the Gaussian-weighted
-   predictions and the weights over the box they cover (its block plus at most one tile
-   beyond it), then cuts that box into one piece per block it overlaps.
+   voxel, so each tile runs through the model exactly once. A tile task reads the box its
+   tiles cover (about its block plus the tiles' overlap) once, cuts the tiles from it (each
+   with the halo it carries, reflect-padded at the volume's end as in ``predict_volume``),
+   predicts them in batches and accumulates the Gaussian-weighted predictions and the weights
+   over the box, then cuts that box into one piece per block it overlaps.
 4. **Block tasks** (``resprunet-block-*``) add the pieces sent to their block by the (at most
    2 per axis, with blocks of at least a tile) tile tasks that reach it, divide the weighted
    sum by the weights, optionally de-normalise, and write the block, a whole chunk of the
@@ -55,7 +55,7 @@ from .predict import _model_axes, _pad_to, _predict_in_chunks, _WithNoiseLevel, 
 from .tiles import Shape3, TileGrid, gaussian_weights, halo_weights, model_halo
 
 __all__ = ["predict_distributed", "denoise_distributed", "plan_blocks", "fit_normalizer", "worker_model",
-           "BLOCK_FRACTION", "TILE_FRACTION"]
+           "value_range", "default_tile_budget", "task_bytes_per_voxel", "BLOCK_FRACTION", "TILE_FRACTION"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 BLOCK_FRACTION = 0.125
 #: Fraction of a worker's memory limit the default tiling gives the model's activations.
 TILE_FRACTION = 0.25
+#: Voxels along each axis that one task of :func:`value_range` reads at least (whole chunks).
+RANGE_SIDE = 128
 #: Memory limit assumed for workers of an existing cluster that report none, bytes.
 ASSUMED_WORKER_MEMORY = 4 * 2**30
 
@@ -162,18 +164,18 @@ def _predict_tiles(job: _Job, starts: list[Shape3], box: tuple[slice, ...],
     weights = gaussian_weights(grid) if job.blend == "gaussian" else halo_weights(grid)
     lo = [s.start for s in box]
     shape = tuple(s.stop - s.start for s in box)
+    x = _model_input(job, box)  # read once; the tiles are cut from it
     total = np.zeros((*shape, job.out_channels), np.float32)
     weight = np.zeros((*shape, 1), np.float32)
     batch = [job.batch_size]
     b = 0
     while b < len(starts):
         part = starts[b : b + batch[0]]
-        tiles = np.stack([_pad_to(_model_input(job, _tile_region(s, grid)), grid.tile_shape) for s in part])
+        cuts = [tuple(slice(r.start - o, r.stop - o) for r, o in zip(_tile_region(s, grid), lo)) for s in part]
+        tiles = np.stack([_pad_to(x[at], grid.tile_shape) for at in cuts])
         pred = _predict_in_chunks(model, tiles, {}, job.ndim, batch)
-        for start, p in zip(part, pred):
-            region = _tile_region(start, grid)
-            d = tuple(r.stop - r.start for r in region)
-            at = tuple(slice(r.start - o, r.stop - o) for r, o in zip(region, lo))
+        for at, p in zip(cuts, pred):
+            d = tuple(a.stop - a.start for a in at)
             w = weights[: d[0], : d[1], : d[2]]
             total[at] += p[: d[0], : d[1], : d[2]] * w[..., np.newaxis]
             weight[at] += w[..., np.newaxis]
@@ -218,6 +220,30 @@ def _write_block(job: _Job, out_path: str, region: tuple[slice, ...],
     return int(math.prod(s.stop - s.start for s in region))
 
 
+def task_bytes_per_voxel(channels: int) -> int:
+    """Bytes per voxel of a tile task's box: the float32 input (``channels``) and, twice
+    (the box and its pieces), the weighted sums (``channels``) and weights."""
+    return 4 * (channels + 2 * (channels + 1))
+
+
+def default_tile_budget(per_voxel: float, channels: int, memory_limit: float) -> float:
+    """The memory budget (bytes) for :func:`~.predict.plan_grid`'s default tiling on a worker of
+    ``memory_limit`` bytes: :data:`TILE_FRACTION` of it for the activations of a model of
+    ``per_voxel`` bytes per tile voxel, less where a tile task's box (taken as two tiles,
+    :func:`task_bytes_per_voxel` per voxel) would not fit :data:`BLOCK_FRACTION`."""
+    return min(TILE_FRACTION * memory_limit,
+               per_voxel * BLOCK_FRACTION * memory_limit / (2 * task_bytes_per_voxel(channels)))
+
+
+def _longest_box(starts: Sequence[int], tile: int, length: int, block: int) -> int:
+    """Along one axis: the longest box (first owned tile start to last owned tile end) of a
+    block of ``block`` voxels over the tiles at ``starts``."""
+    owned: dict[int, list[int]] = {}
+    for s in starts:
+        owned.setdefault(s // block, []).append(s)
+    return max(min(max(v) + tile, length) - min(v) for v in owned.values())
+
+
 def plan_blocks(
     volume_shape: Shape3,
     chunks: Sequence[int],
@@ -231,9 +257,9 @@ def plan_blocks(
 
     Along each axis: the input's chunk, or the smallest multiple of it that holds a tile;
     then the axis with the most tiles per block is halved (never below a tile) while one tile
-    task's accumulators, ``4 (channels + 1) x prod(block + tile)`` bytes (weighted sums and
-    weights, twice: the box and its pieces), exceed :data:`BLOCK_FRACTION` of
-    ``memory_limit``. Logs the blocks when they differ from the chunks, as a warning when a
+    task's arrays over its box (the union of the tiles it owns: about the block plus the
+    tiles' overlap), :func:`task_bytes_per_voxel` per voxel, exceed :data:`BLOCK_FRACTION`
+    of ``memory_limit``. Logs the blocks when they differ from the chunks, as a warning when a
     chunk is smaller than the model's ``halo``.
 
     Parameters
@@ -260,7 +286,8 @@ def plan_blocks(
              for c, t, n in zip(chunks, tile, volume_shape)]
 
     def need(b: Sequence[int]) -> float:
-        return 2 * 4 * (channels + 1) * math.prod(min(x + t, n) for x, t, n in zip(b, tile, volume_shape))
+        return task_bytes_per_voxel(channels) * math.prod(
+            _longest_box(starts, t, n, x) for starts, t, n, x in zip(grid.starts, tile, volume_shape, b))
 
     while need(block) > BLOCK_FRACTION * memory_limit:
         axis = max(range(3), key=lambda a: block[a] / tile[a])
@@ -344,7 +371,7 @@ def predict_distributed(
         a temporary folder beside it, then renamed.
     tile_shape, overlap, batch_size, blend, sigma
         As in :func:`~resprunet.inference.predict_volume`. The default tiling plans for
-        :data:`TILE_FRACTION` of a worker's memory limit.
+        :func:`default_tile_budget` of a worker's memory limit.
     normalizer : data_pipelines.Normalizer, optional
         A fitted normaliser: ``x`` is in source units, each tile is normalised on the worker
         (isolated extremes replaced by their neighbours' median, as in
@@ -405,8 +432,13 @@ def predict_distributed(
     def run(client: Any) -> None:
         limit = _memory_limit(client)
         wrapped = _WithNoiseLevel(keras_model, sigma) if info.needs_sigma else keras_model
+        budget = None
+        if tile_shape is None:
+            from .tiles import activation_bytes_per_voxel
+
+            budget = default_tile_budget(activation_bytes_per_voxel(wrapped), out_channels, limit)
         grid, batch = plan_grid(wrapped, volume, tile_shape, overlap=overlap, batch_size=batch_size,
-                                memory_budget=TILE_FRACTION * limit)
+                                memory_budget=budget)
         divisor, rf = _model_axes(info)
         halo: Shape3 = tuple(model_halo(d, r) for d, r in zip(divisor, rf))  # type: ignore[assignment]
         block = block_shape or plan_blocks(volume, _chunks_of(x), grid, halo, channels=out_channels,
@@ -591,7 +623,8 @@ def denoise_distributed(
     out = Path(out)
     with connect(scheduler, workers=workers, memory_limit=memory_limit) as client, \
             tempfile.TemporaryDirectory(prefix=f".tmp-{os.getpid()}-", suffix="-blocks", dir=out.parent) as tmp:
-        low_high = value_range(client, array, _chunks_of(array))
+        side = [c * math.ceil(RANGE_SIDE / c) for c in _chunks_of(array)]  # whole chunks per task
+        low_high = value_range(client, array, (side[0], side[1], side[2]))
         result = predict_distributed(model, array, Path(tmp) / "level0.zarr", tile_shape=tile_shape,
                                      overlap=overlap, batch_size=batch_size, sigma=sigma, normalizer=norm,
                                      value_range=low_high, client=client, progress=progress)
