@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Dask worker counts")
     parser.add_argument("--tile", default="32,256,256", help="tile Z,Y,X (all runs)")
     parser.add_argument("--quick", action="store_true", help="a 256 MiB volume, 64 x 1024 x 1024 (smoke run)")
+    parser.add_argument("--skip-memmap", action="store_true", help="Dask rows only (no single-process row)")
     parser.add_argument("--out", type=Path, help="JSON path (default results/bench_scale_<cpu>_<date>.json)")
     parser.add_argument("--memmap-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -236,11 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         src_zarr, src_npy = make_inputs(work, shape)
         print(f"inputs written in {time.perf_counter() - t:.0f} s")
-        rows.append(run_memmap(work / "model.keras", src_npy, work / "out.npy", tile))
-        print(rows[-1])
+        if not args.skip_memmap:
+            rows.append(run_memmap(work / "model.keras", src_npy, work / "out.npy", tile))
+            print(rows[-1])
         for n in args.workers:
             row = run_dask(work / "model.keras", src_zarr, work / f"out_{n}.zarr", tile, n, limit)
-            row["max_abs_diff_vs_memmap"] = compare(work / f"out_{n}.zarr", work / "out.npy", shape)
+            if not args.skip_memmap:
+                row["max_abs_diff_vs_memmap"] = compare(work / f"out_{n}.zarr", work / "out.npy", shape)
             rows.append(row)
             print(rows[-1])
             subprocess.run(["rm", "-rf", str(work / f"out_{n}.zarr")], check=False)
