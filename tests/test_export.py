@@ -2,7 +2,6 @@
 (validated by bioimageio.spec) for every zoo model; unexportable layers and unsupported inputs."""
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import yaml
 from PIL import Image
 from ruyaml import YAML
 
+from model_helpers import random_head
 from resprunet import cli, models, zoo
 from resprunet.export import ExportError, export_bioimageio, run_onnx, to_onnx
 from resprunet.inference.tiles import model_halo
@@ -128,7 +128,8 @@ def test_package_geometry_and_metadata(package):
     assert len(noisy["axes"][-1]["channel_names"]) == info.channels
     least = 2 * halo + info.divisor
     test_shape = np.load(folder / noisy["test_tensor"]["source"]).shape
-    assert all(s >= least and (s - least) % info.divisor == 0 for s in test_shape[1:-1]), test_shape  # no padding needed
+    # a size the package accepts without padding
+    assert all(s >= least and (s - least) % info.divisor == 0 for s in test_shape[1:-1]), test_shape
     assert [t["id"] for t in rdf["inputs"]] == [t.name for t in model.inputs]
     out_axes = rdf["outputs"][0]["axes"][1:-1]
     assert [a["halo"] for a in out_axes] == [halo] * info.ndim
@@ -231,11 +232,9 @@ def test_cli_bioimageio_folder_run_model(tmp_path):
     keras.utils.set_random_seed(0)
     run = tmp_path / "run"
     run.mkdir()
-    model = models.build("unet", ndim=2, filters=4, depth=1)
-    model.get_layer("output_conv").set_weights(
-        [np.random.default_rng(0).normal(0, 0.3, w.shape).astype("float32") for w in model.get_layer("output_conv").get_weights()])
-    model.save(run / "model.keras")
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"normalize": {"method": "percentile", "low": 2.0, "high": 99.0}}}))
+    random_head(models.build("unet", ndim=2, filters=4, depth=1), scale=0.3).save(run / "model.keras")
+    normalize = {"method": "percentile", "low": 2.0, "high": 99.0}
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"normalize": normalize}}))
     out = tmp_path / "pkg"
     assert cli.main(["-q", "export", str(run), str(out), "--format", "bioimageio", "--author", "Ada Lovelace"]) == 0
     descr = bioimageio_spec.load_description(out / "rdf.yaml")
@@ -246,7 +245,7 @@ def test_cli_bioimageio_folder_run_model(tmp_path):
     assert rdf["name"] == f"{tmp_path.name}_run"
     assert [a["name"] for a in rdf["authors"]] == ["Ada Lovelace"]
     assert rdf["inputs"][0]["preprocessing"][1]["kwargs"]["min_percentile"] == 2.0
-    assert json.dumps(rdf["config"]["resprunet"]["card"]["normalization"])
+    assert rdf["config"]["resprunet"]["card"]["normalization"]["params"] == [2.0, 99.0]
 
 
 def test_cli_unknown_model(tmp_path, capsys):

@@ -27,7 +27,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .errors import ExportError, require
 from .onnx import OPSET, to_onnx
 from .processing import apply, postprocessing, preprocessing
 from .samples import test_case
+
+if TYPE_CHECKING:
+    from ..models import ModelInfo
 
 __all__ = ["DEFAULT_AUTHOR", "DEFAULT_LICENSE", "build_rdf", "export_bioimageio"]
 
@@ -47,7 +50,8 @@ _SUPPORTED_INPUTS = ("noisy", "prior", "sigma")
 
 
 def _channel_names(channels: int) -> list[str]:
-    return ["grey"] if channels == 1 else ["red", "green", "blue"] if channels == 3 else [f"c{i}" for i in range(channels)]
+    named = {1: ["grey"], 3: ["red", "green", "blue"]}
+    return named.get(channels, [f"c{i}" for i in range(channels)])
 
 
 def _axes(ndim: int, channel_names: list[str], size: Any, halo: int = 0) -> list[dict[str, Any]]:
@@ -73,7 +77,7 @@ def package_name(name: str) -> str:
     return name if len(name) >= 5 else f"model_{name}"
 
 
-def _input_descriptions(card: dict[str, Any], info: Any) -> dict[str, str]:
+def _input_descriptions(card: dict[str, Any], info: ModelInfo) -> dict[str, str]:
     """One line per model input (the tensor description is at most 128 characters)."""
     prior = card.get("prior") or {}
     lines = {"noisy": "noisy image in source units (e.g. HU for CT)"}

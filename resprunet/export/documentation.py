@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..models import ModelInfo
 
 #: References by architecture (and feature); a card's own ``cite`` list comes first.
 CITATIONS = {
@@ -70,7 +73,7 @@ def _metrics_table(card: dict[str, Any]) -> str:
     return "| method | PSNR (dB) | SSIM |\n| --- | --- | --- |\n" + "\n".join(rows)
 
 
-def readme(card: dict[str, Any], info: Any, halo: int, inputs: dict[str, str], post: list[dict[str, Any]],
+def readme(card: dict[str, Any], info: ModelInfo, halo: int, inputs: dict[str, str], post: list[dict[str, Any]],
            test_source: str) -> str:
     """The package's README.md (Markdown) from the card and the export's choices.
 
@@ -144,7 +147,7 @@ def readme(card: dict[str, Any], info: Any, halo: int, inputs: dict[str, str], p
         "",
         _metrics_table(card),
         "",
-        f"Test tensors: {test_source}; held-out recipe `{evaluation}`." if evaluation else f"Test tensors: {test_source}.",
+        f"Test tensors: {test_source}" + (f"; held-out recipe `{evaluation}`." if evaluation else "."),
         "",
     ]
     return "\n".join(lines)
