@@ -34,7 +34,7 @@ from data_pipelines.io.atomic import atomic_path
 from resprunet import zoo
 from resprunet.runtime import cpu_info
 from resprunet.training import TrainConfig, train
-from resprunet.training.config import BLINDSPOT_METHODS
+from resprunet.divnoising import NOISE_MODEL_FILE
 from resprunet.variational import (bm3d_denoise, bm3d_rgb_denoise, bm4d_denoise, per_channel, tune_on_validation,
                                   tv_denoise)
 
@@ -239,6 +239,28 @@ SPECS: dict[str, dict[str, Any]] = {
         "evaluation": _cell_recipe([528, 656], 1008),
         "tuning": _cell_recipe([0, 128], 2008),
     },
+    "divnoising2d_pg": {
+        "summary": "DivNoising VAE (2D) trained on NOISY images alone, no clean image in training or checkpoint "
+                   "choice: microscopy and other grey images with Poisson-Gaussian noise (30 photons at "
+                   "intensity 1, read noise sigma 0.02), the noise model given (a calibration's); the output "
+                   "is the MMSE of posterior samples (--samples, --variance)",
+        "train_files": "cell",
+        "config": {"method": "divnoising",
+                   "divnoising": {"noise_model": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                                  "kl_weight": 1.0, "samples": 50},
+                   "data": {"patch_shape": [64, 64], "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "simulate_noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "normalize": PERCENTILE, "batch_size": 16, "patches_per_epoch": 512},
+                   "model": {"name": "divnoising", "ndim": 2, "filters": 32, "depth": 2, "latent_channels": 32},
+                   "epochs": 60},
+        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
+                          "images bundled with scikit-image (see licence), each corrupted ONCE with the noise "
+                          "below (seeded, like one acquisition); the clean images are never used. Validation "
+                          "(negative ELBO, noisy only): cell rows 420-500, also corrupted once; test: cell rows "
+                          "528-656", "licence": CELL_LICENCE},
+        "evaluation": {**_cell_recipe([528, 656], 1009), "samples": 50},
+        "tuning": _cell_recipe([0, 128], 2009),
+    },
     "histology_irunet2d_rgb": {
         "summary": "IRUNet 2D for RGB brightfield histology (8-bit, window 0-255), blind: Gaussian "
                    "sigma drawn from (0, 50) of 255 per patch, the IRUNet paper's setting",
@@ -354,7 +376,7 @@ def make_card(name: str, spec: dict[str, Any], config: TrainConfig, seconds: flo
     """The card of a trained model, before metrics."""
     from resprunet.training.data import make_normalizer
 
-    noisy_only = config.method in BLINDSPOT_METHODS  # trained on data corrupted once, no clean target
+    noisy_only = config.method != "supervised"  # trained on data corrupted once, no clean target
     noise = dp.NoiseModel.from_dict(config.data.simulate_noise if noisy_only else config.data.noise)
     return {
         "name": name,
@@ -407,6 +429,8 @@ def train_one(name: str, workdir: Path, epochs: int | None) -> dict[str, Any]:
         card.setdefault("metrics_at_other_sigmas", {})[sigma] = {**zoo.evaluate(model, at), **baselines(at)}
     with atomic_path(zoo.root() / name, force=True, directory=True) as tmp:
         shutil.copy(result.run_dir / "model.keras", tmp / zoo.MODEL_FILE)
+        if (result.run_dir / NOISE_MODEL_FILE).is_file():  # DivNoising: its noise model beside it
+            shutil.copy(result.run_dir / NOISE_MODEL_FILE, tmp / NOISE_MODEL_FILE)
         (tmp / zoo.CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False))
     print(f"{name}: {seconds:.0f} s; held-out metrics {card['metrics']}", flush=True)
     return card

@@ -11,7 +11,7 @@ import pytest
 from resprunet import models, zoo
 
 REQUIRED = {"unet2d_ct", "unet3d_mri", "respr_unet3d_mri", "blind_unet2d_ct", "blind_unet3d_mri", "blind_unet2d_grey",
-            "microscopy_unet2d_pg", "histology_irunet2d_rgb", "n2v2_unet2d_pg"}
+            "microscopy_unet2d_pg", "histology_irunet2d_rgb", "n2v2_unet2d_pg", "divnoising2d_pg"}
 CARD_KEYS = ("name", "summary", "architecture", "normalization", "noise", "training_data",
              "training", "evaluation", "tuning", "metrics")
 
