@@ -487,9 +487,11 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
             pieces = incoming.pop(index)
             finals.append(client.submit(_write_block, job, out_path, _block_region(index, volume, block), *pieces,
                                         key=f"resprunet-block-{'-'.join(map(str, index))}-{token}"))
-        written = 0
-        with tqdm(total=len(finals), desc="blocks", unit="block", disable=not progress) as bar:
-            for future in as_completed(finals, loop=client.loop):
+        written, total = 0, len(finals)
+        pending = as_completed(finals, loop=client.loop)
+        finals.clear()  # a finished block is then forgotten: a worker's death cannot make it rerun
+        with tqdm(total=total, desc="blocks", unit="block", disable=not progress) as bar:
+            for future in pending:
                 written += future.result()
                 bar.update(1)
         if written != math.prod(volume):
