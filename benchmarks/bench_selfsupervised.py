@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.005, help="N2V/N2V2 masked fraction per patch")
     parser.add_argument("--samples", type=int, default=32, help="DivNoising posterior samples for the MMSE")
     parser.add_argument("--no-bm", action="store_true", help="skip BM3D")
+    parser.add_argument("--tag", help="suffix of the results file (a run with another budget keeps today's)")
     args = parser.parse_args(argv)
     from models_zoo.train_zoo import split_files
     from resprunet.runtime import cpu_info
@@ -177,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu}")
     results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "settings": vars(args),
                                "noises": {}}
-    out = result_path("selfsupervised", str(cpu.get("model", "cpu")))
+    out = result_path("selfsupervised" + (f"-{args.tag}" if args.tag else ""), str(cpu.get("model", "cpu")))
     earlier = json.loads(out.read_text()) if out.exists() else {}
-    same_budget = {k: v for k, v in vars(args).items() if k not in ("methods", "noise")}
-    if {k: v for k, v in earlier.get("settings", {}).items() if k not in ("methods", "noise")} == same_budget:
+    same_budget = {k: v for k, v in vars(args).items() if k not in ("methods", "noise", "tag")}
+    if {k: v for k, v in earlier.get("settings", {}).items() if k not in ("methods", "noise", "tag")} == same_budget:
         results["noises"] = earlier["noises"]  # today's run of other methods with the same budget: kept
         results["settings"]["methods"] = sorted(set(earlier["settings"]["methods"]) | set(args.methods))
     with tempfile.TemporaryDirectory(prefix="bench_selfsupervised-") as tmp:
