@@ -20,8 +20,11 @@ float rounding, max abs difference well under 1e-5) because the blending is the 
    sum by the weights, optionally de-normalise, and write the block, a whole chunk of the
    output Zarr array, so no two tasks write one chunk.
 
-Only pieces travel between workers; a worker holds one block's accumulators and a batch of
-tiles, never the volume. Each worker process loads the model once (:func:`worker_model`, a
+Pieces travel as ``.npy`` files in a scratch folder beside the output (deleted once their
+block is written), not as task results held in memory: in z-major order the pieces bound
+for the next z-layer of blocks wait a whole layer, about the volume's yx area times the
+tiles' depth, which for a large volume exceeds a worker's memory limit. A worker holds one
+box's or one block's accumulators and a batch of tiles, never the volume. Each worker process loads the model once (:func:`worker_model`, a
 cache keyed by the file's path, size and modification time). A worker that dies loses its
 results; the scheduler reruns the tasks that made them (block tasks only overwrite their own
 chunk), so the output is the same.
@@ -69,8 +72,9 @@ RANGE_SIDE = 128
 ASSUMED_WORKER_MEMORY = 4 * 2**30
 
 Block = tuple[int, int, int]
-#: A tile task's share of one block: (offset (z, y, x) in the block, weighted sum, weights).
-_Piece = tuple[tuple[int, ...], np.ndarray, np.ndarray]
+#: A tile task's share of one block: (offset (z, y, x) in the block, the ``.npy`` file holding
+#: the weighted sum (channels 0..c'-1) and the weights (channel c'), float32).
+_Piece = tuple[tuple[int, ...], str]
 
 
 @functools.lru_cache(maxsize=2)
@@ -154,11 +158,14 @@ def _tile_region(start: Shape3, grid: TileGrid) -> tuple[slice, ...]:
 
 
 def _predict_tiles(job: _Job, starts: list[Shape3], box: tuple[slice, ...],
-                   targets: dict[Block, tuple[slice, ...]]) -> dict[Block, _Piece]:
+                   targets: dict[Block, tuple[slice, ...]], scratch: str, tag: str) -> dict[Block, _Piece]:
     """Tile task: predict the tiles at ``starts``, blend them over ``box`` (z, y, x) and
-    return, for each block of ``targets`` (block -> its slices), the part of the box inside
-    it: where it starts in the block (z, y, x), the weighted sum (z, y, x, c') and the
-    weights (z, y, x, 1), float32."""
+    save, for each block of ``targets`` (block -> its slices), the part of the box inside
+    it (the weighted sum (z, y, x, c') and the weights (z, y, x, 1) as one float32 ``.npy``
+    file of c' + 1 channels in the folder ``scratch``, written to a temporary name and
+    renamed, so a rerun task replaces it whole); returns, per block, where the part starts
+    in the block (z, y, x) and its file. Only these paths are kept in the worker's memory
+    between tasks (the parts bound for blocks of the next z-layer wait a whole layer)."""
     model = job.model()
     grid = job.grid
     weights = gaussian_weights(grid) if job.blend == "gaussian" else halo_weights(grid)
@@ -185,7 +192,11 @@ def _predict_tiles(job: _Job, starts: list[Shape3], box: tuple[slice, ...],
         first = tuple(max(r.start, s.start) for r, s in zip(region, box))
         at = tuple(slice(f - o, min(r.stop, s.stop) - o) for f, r, s, o in zip(first, region, box, lo))
         offset = tuple(f - r.start for f, r in zip(first, region))
-        pieces[block] = (offset, total[at].copy(), weight[at].copy())  # copies: the box is freed on return
+        path = os.path.join(scratch, f"{tag}-to-{'-'.join(map(str, block))}.npy")
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp.npy"
+        np.save(tmp, np.concatenate([total[at], weight[at]], axis=-1))
+        os.replace(tmp, path)
+        pieces[block] = (offset, path)
     return pieces
 
 
@@ -199,10 +210,12 @@ def _write_block(job: _Job, out_path: str, region: tuple[slice, ...],
     shape = tuple(s.stop - s.start for s in region)
     total = np.zeros((*shape, job.out_channels), np.float32)
     weight = np.zeros((*shape, 1), np.float32)
-    for offset, part, w in pieces:
+    for offset, path in pieces:
+        part = np.load(path)
         at = tuple(slice(o, o + n) for o, n in zip(offset, part.shape[:3]))
-        total[at] += part
-        weight[at] += w
+        total[at] += part[..., :-1]
+        weight[at] += part[..., -1:]
+        del part
     y = total / weight
     if job.normalizer is not None:
         lo, hi = job.value_range if job.value_range is not None else (-np.inf, np.inf)
@@ -460,7 +473,16 @@ def predict_distributed(
 
 def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progress: bool) -> None:
     """Submit the tile and block tasks in z-major block order (a block's task right after the
-    last tile task it needs) and wait for every block; the first error is raised."""
+    last tile task it needs) and wait for every block; the first error is raised.
+
+    The tile tasks' parts travel as ``.npy`` files in a scratch folder beside ``out_path``
+    (which every worker can write, as it writes the output): between tasks a worker holds
+    only their paths, so the parts waiting for the next z-layer of blocks (a whole layer's
+    overlap, more than a worker's memory limit for a large volume) are on disk, not in the
+    workers' memory. A finished block's parts are deleted; the folder is removed at the end.
+    """
+    import shutil
+
     from distributed import as_completed
 
     grid, volume = job.grid, job.grid.volume_shape
@@ -468,7 +490,10 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
     for start in grid:
         owned.setdefault(tuple(s // b for s, b in zip(start, block)), []).append(start)  # type: ignore[arg-type]
     token = uuid.uuid4().hex[:8]
+    scratch = Path(out_path).parent / f".resprunet-pieces-{token}"
+    scratch.mkdir()
     incoming: dict[Block, list[Any]] = {}
+    files: dict[str, list[Path]] = {}  # block task key -> its parts' files
     finals = []
     try:
         for index in _blocks(volume, block):
@@ -479,11 +504,13 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
                 targets = {j: _block_region(j, volume, block) for j in itertools.product(*(
                     range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(box, block)))}
                 tag = "-".join(map(str, index))
-                tiles = client.submit(_predict_tiles, job, starts, box, targets,
+                tiles = client.submit(_predict_tiles, job, starts, box, targets, str(scratch), tag,
                                       key=f"resprunet-tiles-{tag}-{token}")
                 for j in targets:
                     incoming.setdefault(j, []).append(client.submit(
                         operator.getitem, tiles, j, key=f"resprunet-piece-{tag}-{'-'.join(map(str, j))}-{token}"))
+                    files.setdefault(f"resprunet-block-{'-'.join(map(str, j))}-{token}", []).append(
+                        scratch / f"{tag}-to-{'-'.join(map(str, j))}.npy")
             pieces = incoming.pop(index)
             finals.append(client.submit(_write_block, job, out_path, _block_region(index, volume, block), *pieces,
                                         key=f"resprunet-block-{'-'.join(map(str, index))}-{token}"))
@@ -493,11 +520,14 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
         with tqdm(total=total, desc="blocks", unit="block", disable=not progress) as bar:
             for future in pending:
                 written += future.result()
+                for path in files.pop(future.key, ()):
+                    path.unlink(missing_ok=True)
                 bar.update(1)
         if written != math.prod(volume):
             raise RuntimeError(f"the blocks wrote {written} voxels; expected {math.prod(volume)}")
     finally:
         client.cancel(finals)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def fit_normalizer(normalizer: Any, array: Any) -> Any:
