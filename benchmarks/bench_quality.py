@@ -88,7 +88,7 @@ def _pydicom(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _skimage(name: str, rows: slice = slice(None)) -> Callable[[], np.ndarray]:
+def skimage_image(name: str, rows: slice = slice(None)) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         from skimage import color, data
 
@@ -122,7 +122,7 @@ CASES = (
                 ("unet2d_ct", "blind_unet2d_ct"), 2),
     QualityCase("head CT", _pydicom("J2K_pixelrep_mismatch.dcm"), _ct_subject(1),
                 ("unet2d_ct", "blind_unet2d_ct"), 2),
-    QualityCase("hubble photons", _skimage("hubble_deep_field"), _skimage("cell", slice(0, 400)),
+    QualityCase("hubble photons", skimage_image("hubble_deep_field"), skimage_image("cell", slice(0, 400)),
                 ("microscopy_unet2d_pg", "blind_unet2d_grey"), 2, photon_limited=True),
     QualityCase("ihc histology", _skimage_rgb("immunohistochemistry", slice(416, 512)),
                 _skimage_rgb("immunohistochemistry", slice(0, 96)), ("histology_irunet2d_rgb",), 2,

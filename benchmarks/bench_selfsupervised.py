@@ -48,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
-from bench_quality import QualityCase, _skimage, classical, score  # noqa: E402
+from bench_quality import QualityCase, classical, score, skimage_image  # noqa: E402
 from bench_training import result_path  # noqa: E402
 
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
@@ -57,9 +57,9 @@ NOISES = {
     "poisson_gaussian": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
 }
 LEARNED = ("supervised", "n2v", "n2v2", "divnoising")
-TUNE = _skimage("cell", slice(0, 400))
-TESTS = (QualityCase("moon", _skimage("moon"), TUNE, (), 2, photon_limited=True),
-         QualityCase("hubble", _skimage("hubble_deep_field"), TUNE, (), 2, photon_limited=True))
+TUNE = skimage_image("cell", slice(0, 400))
+TESTS = (QualityCase("moon", skimage_image("moon"), TUNE, (), 2, photon_limited=True),
+         QualityCase("hubble", skimage_image("hubble_deep_field"), TUNE, (), 2, photon_limited=True))
 
 
 def train_config(method: str, noise: dict[str, Any], files: dict[str, list[str]], workdir: Path,
