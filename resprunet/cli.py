@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SeriesInstanceUID to denoise when the DICOM folder IN holds several series")
     d.add_argument("--key", metavar="NAME",
                    help="array (NPZ) or dataset path (HDF5) to denoise when IN holds several")
+    d.add_argument("--level", type=int, metavar="N",
+                   help="resolution level of an OME-Zarr input to denoise (0, full resolution, by "
+                   "default; the output is written at that level's voxel size)")
     d.add_argument("--model", required=True, metavar="NAME|PATH",
                    help="zoo model name (see 'resprunet zoo list') or a .keras file / run folder")
     d.add_argument("--prior", default="auto", metavar="auto|none|FILE",
@@ -285,7 +288,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     if args.workers is not None or args.scheduler is not None:
         return _denoise_on_cluster(args, card)
     # a Zarr input is read lazily; it is loaded here, whole (use --workers for block-wise inference)
-    volume = dp.read_volume(args.input, key=args.key, series=args.series).load()
+    volume = dp.read_volume(args.input, key=args.key, series=args.series, level=args.level).load()
     dp.check_output(args.output, like=volume, force=args.force)  # before the long computation
     prior: str | np.ndarray = zoo.prior_argument(card, args.prior)
     if args.prior not in ("auto", "none"):
@@ -313,7 +316,7 @@ def _denoise_on_cluster(args: argparse.Namespace, card: dict[str, Any]) -> int:
         raise CliError(f"--workers {args.workers}: expected at least 1 worker process")
     if args.prior not in ("auto", "none") or zoo.prior_argument(card, args.prior) == "temporal":
         raise CliError("--workers/--scheduler: models with a prior cannot run on a cluster yet")
-    volume = dp.read_volume(args.input, key=args.key, series=args.series)
+    volume = dp.read_volume(args.input, key=args.key, series=args.series, level=args.level)
     if not volume.is_lazy:
         raise CliError(f"{args.input}: --workers/--scheduler need a chunked Zarr input (.zarr, .ome.zarr); "
                        f"this {volume.meta.get('format', 'file')} is read whole: run without them")
@@ -351,7 +354,7 @@ def _denoise_divnoising(args: argparse.Namespace, model: Any, card: dict[str, An
         raise CliError("a DivNoising model takes no --prior and cannot run on a cluster (--workers/--scheduler)")
     if args.variance is not None:
         check_writable(args.variance, args.force)
-    volume = dp.read_volume(args.input, key=args.key, series=args.series).load()
+    volume = dp.read_volume(args.input, key=args.key, series=args.series, level=args.level).load()
     for out in (args.output, args.variance):
         if out is not None:
             dp.check_output(out, like=volume, force=args.force)

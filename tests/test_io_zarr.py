@@ -291,3 +291,43 @@ def test_cli_denoise_ome_zarr_keeps_voxel_size(tmp_path, capsys, monkeypatch):
     _, err = capsys.readouterr()
     assert code == 2 and "as float32, more than 80%" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "big.ome.zarr").exists()
+
+
+def test_cli_denoise_level_of_a_pyramid(tmp_path, capsys):
+    """``--level 1`` denoises the half-resolution level (its shape and voxel size come out);
+    a level the store lacks is a one-line error that writes nothing."""
+    keras = pytest.importorskip("keras")
+    import yaml
+
+    from model_helpers import random_head
+    from resprunet import cli, models
+    from resprunet.inference import denoise_array
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    random_head(models.build("unet", ndim=3, filters=4, depth=1), scale=0.3).save(folder / "model.keras")
+    norm = dp.Normalizer.percentile(1, 99.8)
+    (folder / "card.yaml").write_text(yaml.safe_dump({"name": "tiny3d", "normalization": norm.to_dict()}))
+    data = np.random.default_rng(7).normal(500, 50, (4, 128, 128)).astype(np.float32)
+    src, out = tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr"
+    dp.write_volume(dp.Volume(data, spacing=(3.0, 0.5, 0.5), meta={"spacing_unit": "um"}), src)
+    level1 = dp.read_volume(src, level=1)
+    assert level1.shape == (4, 64, 64)
+
+    code = cli.main(["-q", "denoise", str(src), str(out), "--level", "1", "--model", str(folder / "model.keras")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    result = dp.read_volume(out)
+    assert result.shape == (4, 64, 64) and result.spacing == pytest.approx(level1.spacing)
+    assert result.spacing == pytest.approx((3.0, 1.0, 1.0))
+    expected = denoise_array(keras.models.load_model(folder / "model.keras"), np.asarray(level1.array), norm,
+                             progress=False)
+    assert np.abs(np.asarray(result.array) - expected).max() < 1e-3
+    assert np.abs(expected - np.asarray(level1.array)).mean() > 1  # the model changed the data
+
+    code = cli.main(["-q", "denoise", str(src), str(tmp_path / "none.ome.zarr"), "--level", "9",
+                     "--model", str(folder / "model.keras")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "level" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "none.ome.zarr").exists()
