@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import data_pipelines  # noqa: E402,F401  (sets oneDNN on before TensorFlow loads)
 from bench_training import result_path, versions  # noqa: E402
 
 CHUNKS = (64, 256, 256)
