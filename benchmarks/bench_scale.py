@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-mib", type=int, default=1024, help="memory limit of each Dask worker, MiB")
     parser.add_argument("--factor", type=float, default=4.25, help="volume bytes / worker memory limit")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Dask worker counts")
-    parser.add_argument("--tile", default="32,256,256", help="tile Z,Y,X (all runs)")
+    parser.add_argument("--tile", default="32,128,128", help="tile Z,Y,X (all runs)")
     parser.add_argument("--quick", action="store_true", help="a 256 MiB volume, 64 x 1024 x 1024 (smoke run)")
     parser.add_argument("--skip-memmap", action="store_true", help="Dask rows only (no single-process row)")
     parser.add_argument("--out", type=Path, help="JSON path (default results/bench_scale_<cpu>_<date>.json)")
