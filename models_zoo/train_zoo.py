@@ -166,7 +166,7 @@ SPECS: dict[str, dict[str, Any]] = {
                             "foreground": 0.5},
                    "model": {"name": "unet", "ndim": 3, "filters": 16, "depth": 2, "batch_norm": False,
                              "noise_map": True},
-                   "epochs": 24},
+                   "epochs": 120},
         "train_files": "mri",
         "data": {"train": MRI_TRAIN, "licence": MRI_LICENCE},
         "evaluation": _mri_recipe("epi", [[0, 24], [16, 80], [16, 112]], 0.1, 1005),
