@@ -176,14 +176,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = cpu_info()
     print(f"CPU: {cpu}")
-    results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "settings": vars(args),
-                               "noises": {}}
+    results: dict[str, Any] = {"cpu": cpu, "date": _dt.date.today().isoformat(), "settings": dict(vars(args)),
+                               "noises": {}}  # a copy: merging below must not change the methods trained
     out = result_path("selfsupervised" + (f"-{args.tag}" if args.tag else ""), str(cpu.get("model", "cpu")))
     earlier = json.loads(out.read_text()) if out.exists() else {}
     same_budget = {k: v for k, v in vars(args).items() if k not in ("methods", "noise", "tag")}
     if {k: v for k, v in earlier.get("settings", {}).items() if k not in ("methods", "noise", "tag")} == same_budget:
         results["noises"] = earlier["noises"]  # today's run of other methods with the same budget: kept
-        results["settings"]["methods"] = sorted(set(earlier["settings"]["methods"]) | set(args.methods))
+        for key in ("methods", "noise"):
+            results["settings"][key] = sorted(set(earlier["settings"][key]) | set(getattr(args, key)))
     with tempfile.TemporaryDirectory(prefix="bench_selfsupervised-") as tmp:
         files = split_files(Path(tmp), "cell")
         for label in args.noise:
