@@ -80,7 +80,7 @@ def train_config(method: str, noise: dict[str, Any], files: dict[str, list[str]]
     if method != "supervised":  # noisy data alone: each image corrupted once
         data["simulate_noise"] = noise
     if method in ("n2v", "n2v2"):
-        values["blindspot"] = {"fraction": args.fraction, "window": 5}
+        values["blindspot"] = {"fraction": args.fraction, "window": 5, "replacement": args.replacement}
     if method == "divnoising":  # the true noise model: a perfect calibration (noisy data still)
         values["model"] = {"name": "divnoising", "ndim": 2, "filters": args.filters, "depth": 2,
                            "latent_channels": 32}
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--filters", type=int, default=16, help="U-Net filters at the top level (depth 3)")
     parser.add_argument("--fraction", type=float, default=0.005, help="N2V/N2V2 masked fraction per patch")
+    parser.add_argument("--replacement", choices=("random", "median"), default="random",
+                        help="what N2V/N2V2 show at a masked pixel: a random neighbour or the neighbours' median")
     parser.add_argument("--samples", type=int, default=32, help="DivNoising posterior samples for the MMSE")
     parser.add_argument("--no-bm", action="store_true", help="skip BM3D")
     parser.add_argument("--tag", help="suffix of the results file (a run with another budget keeps today's)")

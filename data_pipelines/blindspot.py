@@ -1,8 +1,9 @@
 """Blind-spot masking (Noise2Void, N2V2, structN2V) as a stage of a tf.data pipeline.
 
 A blind-spot network learns to denoise from noisy data alone: in each training patch a
-small fraction of pixels is hidden (each replaced by a random neighbour's value, never its
-own) and the loss compares the network's output with the ORIGINAL noisy value at those
+small fraction of pixels is hidden (each replaced by a random neighbour's value, or with
+``replacement="median"`` by the median of its neighbours as N2V2 does (Hoeck et al., ECCV
+workshops 2022), never its own value) and the loss compares the network's output with the ORIGINAL noisy value at those
 pixels only. A network cannot copy a value it does not see, and pixel-independent noise
 cannot be predicted from the neighbours, so the best prediction is the clean signal
 (Krull et al., CVPR 2019).
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Largest masked fraction: beyond it the hidden pixels are too dense for their neighbours
 #: to carry the signal (Noise2Void masks about 0.2 %).
 MAX_FRACTION = 0.1
+#: What a masked voxel is replaced by: a random neighbour (N2V) or the neighbours' median (N2V2).
+REPLACEMENTS = ("random", "median")
 
 
 @dataclass(frozen=True)
@@ -51,20 +54,28 @@ class BlindSpot:
     struct_span : int
         structN2V: voxels hidden on each side of a masked voxel along ``struct_axis``, each
         replaced by the value of a uniformly drawn voxel of the patch. 0 with plain N2V.
+    replacement : {"random", "median"}
+        What a masked voxel shows the network: the value of one uniformly drawn voxel of its
+        window (Noise2Void), or the median of all voxels of its window inside the patch except
+        itself (and, for structN2V, its line), per channel (N2V2; the mean of the two middle
+        values for an even count).
 
     Raises
     ------
     ValueError
-        A fraction outside (0, 0.1], an even or too small window, a negative span, or a
-        span without an axis.
+        A fraction outside (0, 0.1], an even or too small window, a negative span, a span
+        without an axis, or an unknown replacement.
     """
 
     fraction: float = 0.002
     window: int = 5
     struct_axis: int | None = None
     struct_span: int = 0
+    replacement: str = "random"
 
     def __post_init__(self) -> None:
+        if self.replacement not in REPLACEMENTS:
+            raise ValueError(f"blind-spot replacement={self.replacement!r} must be one of {REPLACEMENTS}")
         if not (isinstance(self.fraction, (int, float)) and 0.0 < self.fraction <= MAX_FRACTION):
             raise ValueError(f"blind-spot fraction={self.fraction!r} must be in (0, {MAX_FRACTION}]")
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 3 \
@@ -98,7 +109,7 @@ class BlindSpot:
         -------
         masked : tf.Tensor
             ``x`` with every masked voxel replaced by the value of a random other voxel of its
-            window (and, for structN2V, its line neighbours by random voxels of the patch).
+            window or their median (see ``replacement``; and, for structN2V, its line neighbours by random voxels of the patch).
         mask : tf.Tensor
             float32 ``spatial + (1,)``: 1 at the masked voxels (where the loss is taken), else 0.
 
@@ -120,11 +131,14 @@ class BlindSpot:
             raise ValueError(f"blind-spot patch {tuple(spatial)} has no voxel to borrow a value from")
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
         centres = self._centres(spatial, seeds[0], seeds[1])  # (n, ndim) int32
-        sources = self._neighbours(centres, spatial, line, seeds[2])
+        if self.replacement == "median":
+            values = self._window_median(x, centres, spatial, line)
+        else:
+            values = tf.gather_nd(x, self._neighbours(centres, spatial, line, seeds[2]))
         masked = x
         if self.struct_span:
             masked = self._hide_lines(x, centres, spatial, line, seeds[3])
-        masked = tf.tensor_scatter_nd_update(masked, centres, tf.gather_nd(x, sources))
+        masked = tf.tensor_scatter_nd_update(masked, centres, values)
         mask = tf.scatter_nd(centres, tf.ones([tf.shape(centres)[0], 1], tf.float32), spatial + [1])
         return masked, mask
 
@@ -201,6 +215,29 @@ class BlindSpot:
             offsets[a] = low[:, a] + index % count[:, a]
             index //= count[:, a]
         return centres + tf.stack(offsets, axis=-1)
+
+    def _window_median(self, x: "tf.Tensor", centres: "tf.Tensor", spatial: list[int], line: int) -> "tf.Tensor":
+        """(n, c) median, per channel, of the voxels of each centre's window inside the patch,
+        the centre excluded (structN2V: its whole line along ``line``); even counts give the
+        mean of the two middle values."""
+        import itertools
+
+        import tensorflow as tf
+
+        r = self.window // 2
+        ndim = len(spatial)
+        offsets = [o for o in itertools.product(range(-r, r + 1), repeat=ndim)
+                   if any(o) and (self.struct_axis is None or any(v for a, v in enumerate(o) if a != line))]
+        points = centres[:, None, :] + tf.constant(offsets, tf.int32)[None]  # (n, k, ndim)
+        size = tf.constant(spatial, tf.int32)
+        inside = tf.reduce_all((points >= 0) & (points < size), axis=-1)  # (n, k)
+        values = tf.gather_nd(x, tf.clip_by_value(points, 0, size - 1))  # (n, k, c)
+        values = tf.where(inside[..., None], values, tf.constant(float("inf"), x.dtype))
+        ordered = tf.sort(values, axis=1)  # outside voxels (+inf) last
+        count = tf.reduce_sum(tf.cast(inside, tf.int32), axis=1)  # >= 1 (checked in mask_tf)
+        low = tf.gather(ordered, (count - 1) // 2, axis=1, batch_dims=1)
+        high = tf.gather(ordered, count // 2, axis=1, batch_dims=1)
+        return (low + high) / 2
 
     def _hide_lines(
         self, x: "tf.Tensor", centres: "tf.Tensor", spatial: list[int], line: int, seed: "tf.Tensor"

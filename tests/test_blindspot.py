@@ -38,6 +38,48 @@ def test_masked_voxels_take_another_value_of_their_window(shape):
     assert len({tuple(o) for o in offsets}) > 5  # drawn, not one fixed neighbour
 
 
+def _window_median(x: np.ndarray, centre: tuple[int, ...], r: int, line: int | None) -> np.ndarray:
+    """NumPy: per-channel median of the voxels within ``r`` of ``centre`` inside ``x`` (spatial +
+    (c,)), the centre excluded (with ``line``: every voxel differing from it along that axis only)."""
+    values = []
+    for offset in np.ndindex(*(2 * r + 1,) * len(centre)):
+        o = np.subtract(offset, r)
+        p = np.add(centre, o)
+        kept = np.delete(o, line).any() if line is not None else o.any()
+        if kept and np.all(p >= 0) and np.all(p < x.shape[:-1]):
+            values.append(x[tuple(p)])
+    return np.median(np.array(values), axis=0)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((24, 30), None), ((10, 14, 12), None), ((24, 30), -1), ((10, 14, 12), -3)])
+def test_median_replacement_is_the_median_of_the_window_without_the_voxel(shape, axis):
+    """N2V2's replacement: each masked voxel shows the median of its window (at the border the
+    part inside the patch) without itself, per channel; structN2V also leaves out its line."""
+    x = np.random.default_rng(1).random(shape + (2,), dtype=np.float32)
+    blindspot = dp.BlindSpot(fraction=0.08, window=5, struct_axis=axis, struct_span=1 if axis else 0,
+                             replacement="median")
+    masked, mask = _mask(blindspot, x)
+    centres = list(zip(*np.nonzero(mask)))
+    assert len(centres) > 10
+    assert any(min(c) < 2 or any(ci >= n - 2 for ci, n in zip(c, shape)) for c in centres)  # border ones too
+    line = None if axis is None else axis % len(shape)
+    for c in centres:
+        np.testing.assert_allclose(masked[c], _window_median(x, c, 2, line), rtol=0, atol=1e-6)
+    if axis is None:  # nothing else changes (structN2V also hides the line neighbours)
+        assert np.array_equal(masked[mask == 0], x[mask == 0])
+
+
+def test_unknown_replacement_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"replacement='mean' must be one of \('random', 'median'\)"):
+        dp.BlindSpot(replacement="mean")
+    with pytest.raises(ConfigError, match="replacement"):
+        load_config(None, ["method=n2v2", "blindspot.replacement=mean", "data.test=[]"])
+    config = load_config(None, ["method=n2v2", "blindspot.replacement=median", "data.test=[]"])
+    from resprunet.training.build import make_blindspot
+
+    assert make_blindspot(config).replacement == "median"
+
+
 @pytest.mark.parametrize(("shape", "fraction"), [((64, 64), 0.002), ((64, 64), 0.05), ((16, 32, 32), 0.002)])
 def test_fraction_is_respected_and_stratified(shape, fraction):
     blindspot = dp.BlindSpot(fraction=fraction)

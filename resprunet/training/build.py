@@ -83,7 +83,8 @@ def make_blindspot(config: TrainConfig) -> dp.BlindSpot | None:
         return None
     bs = config.blindspot
     struct = config.method == "structn2v"
-    return dp.BlindSpot(bs.fraction, bs.window, bs.struct_axis if struct else None, bs.struct_span if struct else 0)
+    return dp.BlindSpot(bs.fraction, bs.window, bs.struct_axis if struct else None, bs.struct_span if struct else 0,
+                        bs.replacement)
 
 
 def build_model(config: TrainConfig) -> keras.Model:

@@ -201,12 +201,16 @@ class BlindSpotConfig:
         structn2v: patch axis of the correlated noise (-1 = x, -2 = y, -3 = z for 3D).
     struct_span : int
         structn2v: voxels hidden on each side of a masked voxel along ``struct_axis``.
+    replacement : str
+        What a masked voxel shows the network: ``"random"`` (a random neighbour, Noise2Void)
+        or ``"median"`` (the median of its window without it, as N2V2 proposes).
     """
 
     fraction: float = 0.002
     window: int = 5
     struct_axis: int = -1
     struct_span: int = 2
+    replacement: str = "random"
 
 
 @dataclass
@@ -359,7 +363,7 @@ def _validate_blindspot(config: TrainConfig) -> None:
 
     method, bs = config.method, config.blindspot
     try:
-        BlindSpot(bs.fraction, bs.window)
+        BlindSpot(bs.fraction, bs.window, replacement=bs.replacement)
     except ValueError as err:
         raise ConfigError(f"config blindspot: {err}") from err
     if method == "structn2v" and (not -config.model.ndim <= bs.struct_axis < config.model.ndim
