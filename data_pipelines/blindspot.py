@@ -3,10 +3,10 @@
 A blind-spot network learns to denoise from noisy data alone: in each training patch a
 small fraction of pixels is hidden (each replaced by a random neighbour's value, or with
 ``replacement="median"`` by the median of its neighbours as N2V2 does (Hoeck et al., ECCV
-workshops 2022), never its own value) and the loss compares the network's output with the ORIGINAL noisy value at those
-pixels only. A network cannot copy a value it does not see, and pixel-independent noise
-cannot be predicted from the neighbours, so the best prediction is the clean signal
-(Krull et al., CVPR 2019).
+workshops 2022), never its own value) and the loss compares the network's output with the
+ORIGINAL noisy value at those pixels only. A network cannot copy a value it does not see,
+and pixel-independent noise cannot be predicted from the neighbours, so the best prediction
+is the clean signal (Krull et al., CVPR 2019).
 
 Masked pixels are chosen by stratified sampling: the patch is cut into cubic cells of side
 ``g = floor(fraction ** (-1 / ndim))`` voxels, one uniformly drawn position per cell is kept
@@ -22,6 +22,7 @@ validation set.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,8 @@ class BlindSpot:
         -------
         masked : tf.Tensor
             ``x`` with every masked voxel replaced by the value of a random other voxel of its
-            window or their median (see ``replacement``; and, for structN2V, its line neighbours by random voxels of the patch).
+            window or their median (see ``replacement``; and, for structN2V, its line
+            neighbours by random voxels of the patch).
         mask : tf.Tensor
             float32 ``spatial + (1,)``: 1 at the masked voxels (where the loss is taken), else 0.
 
@@ -220,8 +222,6 @@ class BlindSpot:
         """(n, c) median, per channel, of the voxels of each centre's window inside the patch,
         the centre excluded (structN2V: its whole line along ``line``); even counts give the
         mean of the two middle values."""
-        import itertools
-
         import tensorflow as tf
 
         r = self.window // 2
