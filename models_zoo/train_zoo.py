@@ -70,6 +70,16 @@ CELL_LICENCE = (
     "text (no known copyright restrictions), clock (public domain, Stefan van der Walt), brick, "
     "grass and gravel (CC0Textures, CC0)."
 )
+CELL_IMAGES = ("skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey images bundled "
+               "with scikit-image (see licence)")
+
+
+def _pg_noise() -> dict[str, Any]:
+    """The zoo's Poisson-Gaussian noise (30 photons at intensity 1, read noise sigma 0.02), a
+    fresh dict per use (YAML would write a shared one as an anchor)."""
+    return {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02}
+
+
 # scikit-image's bundled grey images (RGB ones converted to grey) the microscopy model also
 # trains on; hubble_deep_field is bench_quality's test image and is never trained on.
 GREY_TRAIN_IMAGES = ("microaneurysms", "retina", "camera", "coins", "text", "clock", "brick", "grass", "gravel")
@@ -104,7 +114,7 @@ def _ihc_recipe(rows: list[int], sigma_255: float, seed: int) -> dict[str, Any]:
 
 def _cell_recipe(rows: list[int], seed: int) -> dict[str, Any]:
     return {"source": {"skimage": "cell"}, "crop": [[0, 1], rows, [0, 512]],
-            "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02}, "noise_seed": seed}
+            "noise": _pg_noise(), "noise_seed": seed}
 
 
 def _gaussian_cell_recipe(rows: list[int], sigma: float, seed: int) -> dict[str, Any]:
@@ -193,12 +203,11 @@ SPECS: dict[str, dict[str, Any]] = {
                    "noise (30 photons at intensity 1, read noise sigma 0.02)",
         "train_files": "cell",
         "config": {"data": {"patch_shape": [96, 96],
-                            "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                            "noise": _pg_noise(),
                             "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 512},
                    "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False},
                    "epochs": 30},
-        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
-                          "images bundled with scikit-image (see licence); validation: cell rows 420-500; "
+        "data": {"train": f"{CELL_IMAGES}; validation: cell rows 420-500; "
                           "test: cell rows 528-656", "licence": CELL_LICENCE},
         "evaluation": _cell_recipe([528, 656], 1004),
         "tuning": _cell_recipe([0, 128], 2004),
@@ -214,8 +223,7 @@ SPECS: dict[str, dict[str, Any]] = {
                    "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False,
                              "noise_map": True},
                    "epochs": 30},
-        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
-                          "images bundled with scikit-image (see licence); validation: cell rows 420-500; "
+        "data": {"train": f"{CELL_IMAGES}; validation: cell rows 420-500; "
                           "test: cell rows 528-656", "licence": CELL_LICENCE},
         "evaluation": _gaussian_cell_recipe([528, 656], 0.1, 1007),
         "tuning": _gaussian_cell_recipe([0, 128], 0.1, 2007),
@@ -226,13 +234,12 @@ SPECS: dict[str, dict[str, Any]] = {
                    "at intensity 1, read noise sigma 0.02)",
         "train_files": "cell",
         "config": {"method": "n2v2", "blindspot": {"fraction": 0.005, "window": 5},
-                   "data": {"patch_shape": [96, 96], "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
-                            "simulate_noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                   "data": {"patch_shape": [96, 96], "noise": _pg_noise(),
+                            "simulate_noise": _pg_noise(),
                             "normalize": PERCENTILE, "batch_size": 8, "patches_per_epoch": 512},
                    "model": {"name": "unet", "ndim": 2, "filters": 32, "depth": 3, "batch_norm": False},
                    "epochs": 40},
-        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
-                          "images bundled with scikit-image (see licence), each corrupted ONCE with the noise "
+        "data": {"train": f"{CELL_IMAGES}, each corrupted ONCE with the noise "
                           "below (seeded, like one acquisition); the clean images are never used. Validation "
                           "(masked loss, noisy only): cell rows 420-500, also corrupted once; test: cell rows "
                           "528-656", "licence": CELL_LICENCE},
@@ -246,15 +253,14 @@ SPECS: dict[str, dict[str, Any]] = {
                    "is the MMSE of posterior samples (--samples, --variance)",
         "train_files": "cell",
         "config": {"method": "divnoising",
-                   "divnoising": {"noise_model": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                   "divnoising": {"noise_model": _pg_noise(),
                                   "kl_weight": 1.0, "samples": 50},
-                   "data": {"patch_shape": [64, 64], "noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
-                            "simulate_noise": {"kind": "poisson_gaussian", "photons": 30.0, "sigma": 0.02},
+                   "data": {"patch_shape": [64, 64], "noise": _pg_noise(),
+                            "simulate_noise": _pg_noise(),
                             "normalize": PERCENTILE, "batch_size": 16, "patches_per_epoch": 512},
                    "model": {"name": "divnoising", "ndim": 2, "filters": 32, "depth": 2, "latent_channels": 32},
                    "epochs": 60},
-        "data": {"train": "skimage.data.cell() rows 0-400 (of 660), all 550 columns, and nine other grey "
-                          "images bundled with scikit-image (see licence), each corrupted ONCE with the noise "
+        "data": {"train": f"{CELL_IMAGES}, each corrupted ONCE with the noise "
                           "below (seeded, like one acquisition); the clean images are never used. Validation "
                           "(negative ELBO, noisy only): cell rows 420-500, also corrupted once; test: cell rows "
                           "528-656", "licence": CELL_LICENCE},
