@@ -24,8 +24,9 @@ Pieces travel as ``.npy`` files in a scratch folder beside the output (deleted o
 block is written), not as task results held in memory: in z-major order the pieces bound
 for the next z-layer of blocks wait a whole layer, about the volume's yx area times the
 tiles' depth, which for a large volume exceeds a worker's memory limit. A worker holds one
-box's or one block's accumulators and a batch of tiles, never the volume. Each worker process loads the model once (:func:`worker_model`, a
-cache keyed by the file's path, size and modification time). A worker that dies loses its
+box's or one block's accumulators and a batch of tiles, never the volume. Each worker process
+loads the model once (:func:`worker_model`, a cache keyed by the file's path, size and
+modification time). A worker that dies loses its
 results; the scheduler reruns the tasks that made them (block tasks only overwrite their own
 chunk), so the output is the same.
 
@@ -153,6 +154,16 @@ def _model_input(job: _Job, region: tuple[slice, ...]) -> np.ndarray:
     return x[inner]
 
 
+def _piece_path(scratch: str | os.PathLike, tag: str, block: Block) -> str:
+    """The ``.npy`` file of the piece that the tile task ``tag`` sends to ``block``."""
+    return os.path.join(scratch, f"{tag}-to-{'-'.join(map(str, block))}.npy")
+
+
+def _block_key(index: Block, token: str) -> str:
+    """The Dask key of the block task writing block ``index`` in the run ``token``."""
+    return f"resprunet-block-{'-'.join(map(str, index))}-{token}"
+
+
 def _tile_region(start: Shape3, grid: TileGrid) -> tuple[slice, ...]:
     return tuple(slice(s, min(s + t, n)) for s, t, n in zip(start, grid.tile_shape, grid.volume_shape))
 
@@ -192,7 +203,7 @@ def _predict_tiles(job: _Job, starts: list[Shape3], box: tuple[slice, ...],
         first = tuple(max(r.start, s.start) for r, s in zip(region, box))
         at = tuple(slice(f - o, min(r.stop, s.stop) - o) for f, r, s, o in zip(first, region, box, lo))
         offset = tuple(f - r.start for f, r in zip(first, region))
-        path = os.path.join(scratch, f"{tag}-to-{'-'.join(map(str, block))}.npy")
+        path = _piece_path(scratch, tag, block)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp.npy"
         np.save(tmp, np.concatenate([total[at], weight[at]], axis=-1))
         os.replace(tmp, path)
@@ -493,7 +504,8 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
     scratch = Path(out_path).parent / f".resprunet-pieces-{token}"
     scratch.mkdir()
     incoming: dict[Block, list[Any]] = {}
-    files: dict[str, list[Path]] = {}  # block task key -> its parts' files
+    files: dict[str, list[str]] = {}  # block task key -> its parts' files
+    unfinished: dict[str, Any] = {}  # block task key -> its future, until it finishes
     finals = []
     try:
         for index in _blocks(volume, block):
@@ -509,24 +521,27 @@ def _submit_and_wait(client: Any, job: _Job, out_path: str, block: Shape3, progr
                 for j in targets:
                     incoming.setdefault(j, []).append(client.submit(
                         operator.getitem, tiles, j, key=f"resprunet-piece-{tag}-{'-'.join(map(str, j))}-{token}"))
-                    files.setdefault(f"resprunet-block-{'-'.join(map(str, j))}-{token}", []).append(
-                        scratch / f"{tag}-to-{'-'.join(map(str, j))}.npy")
+                    files.setdefault(_block_key(j, token), []).append(_piece_path(scratch, tag, j))
             pieces = incoming.pop(index)
             finals.append(client.submit(_write_block, job, out_path, _block_region(index, volume, block), *pieces,
-                                        key=f"resprunet-block-{'-'.join(map(str, index))}-{token}"))
+                                        key=_block_key(index, token)))
         written, total = 0, len(finals)
         pending = as_completed(finals, loop=client.loop)
-        finals.clear()  # a finished block is then forgotten: a worker's death cannot make it rerun
+        # only unfinished blocks stay referenced: a finished one is forgotten, so a worker's
+        # death cannot make it rerun, and an error cancels what is left
+        unfinished.update((future.key, future) for future in finals)
+        finals.clear()
         with tqdm(total=total, desc="blocks", unit="block", disable=not progress) as bar:
             for future in pending:
+                del unfinished[future.key]
                 written += future.result()
                 for path in files.pop(future.key, ()):
-                    path.unlink(missing_ok=True)
+                    Path(path).unlink(missing_ok=True)
                 bar.update(1)
         if written != math.prod(volume):
             raise RuntimeError(f"the blocks wrote {written} voxels; expected {math.prod(volume)}")
     finally:
-        client.cancel(finals)
+        client.cancel(finals + list(unfinished.values()))
         shutil.rmtree(scratch, ignore_errors=True)
 
 
