@@ -22,9 +22,13 @@ oneDNN on, ``mixed_bfloat16``               21637
 - **XLA** (Keras' ``jit_compile="auto"`` compiles with it) bypasses oneDNN: 8x slower here,
   20x on a 2-core Intel Xeon. So ``"auto"`` means no XLA on a CPU, XLA on a GPU.
 - **bfloat16** on a CPU without native bf16 (AVX512_BF16 or AMX) is emulated: 16-40x slower
-  here, and slower on the Xeon too, silently. So ``"auto"`` picks float32 there; mixed
-  bfloat16 on CPUs with native bf16, and on GPUs of compute capability 8 or more; mixed
-  float16 (with loss scaling) on compute capability 7.x (V100, T4), which lacks bf16.
+  here, and slower on the Xeon too, silently. With native bf16 (AMD Zen 4, family 25 model
+  17) it is ~1.6x faster per 3D step but **wrong**: against float32 on the same weights and
+  batch, the gradients of every convolution bias are 70-99 % off (2D and 3D; the sums over
+  the batch and voxels are accumulated in bfloat16) and a 3D kernel gradient came out NaN; a
+  residual 3D U-Net stayed at its input (loss flat for 3 epochs) where float32 learned. So
+  ``"auto"`` picks float32 on every CPU; mixed bfloat16 on GPUs of compute capability 8 or
+  more, mixed float16 (with loss scaling) on 7.x (V100, T4), which lacks bf16.
 - **float16** on a CPU: TensorFlow has no float16 CPU kernel for ``MaxPool3D``, so a 3D
   U-Net under ``mixed_float16`` fails on the first step; ``"auto"`` never picks it on a CPU.
 - **Threads**: TensorFlow's defaults (intra-op and inter-op pools sized by the CPU count)
@@ -131,10 +135,10 @@ def resolve_precision(precision: str) -> str:
     precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}
         ``"auto"`` chooses by the hardware: on a GPU (the lowest compute capability if there
         are several) ``"mixed_float16"`` for 7.x, ``"mixed_bfloat16"`` for 8.0 or more,
-        ``"float32"`` for older or unknown; on a CPU ``"mixed_bfloat16"`` only with native
-        bfloat16 (``cpu_info()["native_bfloat16"]``), else ``"float32"``. Other values are
-        returned as given; ``"mixed_bfloat16"`` asked for on a CPU without native bfloat16
-        logs a warning (emulated: 16-40x slower, see the module notes), and so does
+        ``"float32"`` for older or unknown; on a CPU always ``"float32"``: TensorFlow's CPU
+        gradients under ``mixed_bfloat16`` are wrong (see the module notes). Other values
+        are returned as given; ``"mixed_bfloat16"`` asked for on a CPU logs a warning (wrong
+        gradients; without native bfloat16 also 16-40x slower), and so does
         ``"mixed_float16"`` on a CPU.
 
     Returns
@@ -158,13 +162,15 @@ def resolve_precision(precision: str) -> str:
             if major >= 8:
                 return "mixed_bfloat16"
             return "mixed_float16" if major == 7 else "float32"
-        return "mixed_bfloat16" if cpu_info()["native_bfloat16"] else "float32"
-    if precision == "mixed_bfloat16" and not gpus and not cpu_info()["native_bfloat16"]:
+        return "float32"
+    if precision == "mixed_bfloat16" and not gpus:
+        slow = "" if cpu_info()["native_bfloat16"] else (
+            "; without native bfloat16 (no AVX512_BF16 or AMX-BF16) it is also emulated, 16-40x slower")
         log.warning(
-            "precision mixed_bfloat16 on a CPU without native bfloat16 (%s; no AVX512_BF16 or "
-            "AMX-BF16): it is emulated and much slower than float32 here (measured 16-40x); "
-            "use precision auto or float32",
-            cpu_info()["model"],
+            "precision mixed_bfloat16 on a CPU (%s): TensorFlow's CPU gradients are wrong under it "
+            "(convolution bias gradients off by ~90 %%, NaN in 3D kernel gradients; a 3D U-Net does not "
+            "learn)%s; use precision auto or float32",
+            cpu_info()["model"], slow,
         )
     if precision == "mixed_float16" and not gpus:
         log.warning(

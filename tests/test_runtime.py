@@ -33,11 +33,12 @@ def machine(monkeypatch: pytest.MonkeyPatch):
     return set_machine
 
 
-def test_auto_precision_on_cpu_follows_native_bfloat16(machine) -> None:
+def test_auto_precision_on_any_cpu_is_float32(machine) -> None:
+    # with native bf16 TensorFlow's CPU gradients are wrong under mixed_bfloat16 (see runtime)
     machine(CPU_NO_BF16, [])
     assert runtime.resolve_precision("auto") == "float32"
     machine(CPU_BF16, [])
-    assert runtime.resolve_precision("auto") == "mixed_bfloat16"
+    assert runtime.resolve_precision("auto") == "float32"
 
 
 @pytest.mark.parametrize("capabilities, expected", [
@@ -62,14 +63,20 @@ def test_explicit_precision_passes_through(machine, precision) -> None:
     assert runtime.resolve_precision(precision) == precision
 
 
-def test_explicit_bfloat16_on_cpu_without_it_warns(machine, caplog: pytest.LogCaptureFixture) -> None:
+def test_explicit_bfloat16_on_a_cpu_warns_of_wrong_gradients(machine, caplog: pytest.LogCaptureFixture) -> None:
     machine(CPU_NO_BF16, [])
     with caplog.at_level(logging.WARNING, logger="resprunet.runtime"):
         assert runtime.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
-    assert any("mixed_bfloat16" in r.message and "slower" in r.message and "Test CPU 1" in r.message
+    assert any("wrong" in r.message and "slower" in r.message and "Test CPU 1" in r.message
                for r in caplog.records)
     caplog.clear()
     machine(CPU_BF16, [])
+    with caplog.at_level(logging.WARNING, logger="resprunet.runtime"):
+        runtime.resolve_precision("mixed_bfloat16")
+    assert any("wrong" in r.message and "slower" not in r.message and "Test CPU 2" in r.message
+               for r in caplog.records)
+    caplog.clear()
+    machine(CPU_BF16, [(8, 0)])  # on a GPU: no warning
     with caplog.at_level(logging.WARNING, logger="resprunet.runtime"):
         runtime.resolve_precision("mixed_bfloat16")
         runtime.resolve_precision("float32")
