@@ -23,8 +23,8 @@ validation 14-17, test 18-23.
 Each frame or bin gets independent Gaussian noise of ``sigma`` (normalised units); the prior of
 every method that takes one is the mean of the noisy frames or bins. The validation data
 chooses the networks' checkpoint and tunes TV's weight and SPADE's (weight, alpha) by PSNR;
-the test data is only reported. Both networks are 2D, 16 filters, depth 3, no batch norm,
-trained with the same recipe and number of steps; the U-Net sees single frames (no prior),
+the test data is only reported. Both networks are 2D (``--ndim 3``: 3D, EPI only), 16 filters,
+depth 3, no batch norm, trained with the same recipe and number of steps; the U-Net sees single frames (no prior),
 ResPr-UNet a frame and the prior. Scores, in the units of the normaliser fitted on the clean
 test data (data range 1): PSNR of all test voxels of all frames, and the mean 2D SSIM of every
 (slice, frame) image. Prints a table per dataset and writes
@@ -139,15 +139,16 @@ def test_cases(data: PriorData, sigma: float) -> list[TestCase]:
     return cases
 
 
-def network_output(name: str, model: Any, case: TestCase, data: PriorData) -> np.ndarray:
-    """A network's output on a test case, in reference units, as `resprunet denoise` runs it."""
+def network_output(name: str, model: Any, case: TestCase, data: PriorData, tta: bool = False) -> np.ndarray:
+    """A network's output on a test case, in reference units, as `resprunet denoise` runs it
+    (``tta``: as ``resprunet denoise --tta`` runs it)."""
     from resprunet.inference import denoise_array
 
     norm = make_normalizer(data.normalize)
     if name == "respr_unet":
-        out = denoise_array(model, case.noisy_source, norm, prior="temporal", progress=False)
+        out = denoise_array(model, case.noisy_source, norm, prior="temporal", progress=False, tta=tta)
     else:
-        out = np.stack([denoise_array(model, case.noisy_source[..., t], norm, progress=False)
+        out = np.stack([denoise_array(model, case.noisy_source[..., t], norm, progress=False, tta=tta)
                         for t in range(case.noisy.shape[-1])], axis=-1)
     return case.reference(out)
 
@@ -190,9 +191,10 @@ def train_network(name: str, data: PriorData, sigma: float, args: argparse.Names
         f"data.prior={'temporal' if name == 'respr_unet' else 'null'}",
         f"data.normalize={json.dumps(data.normalize)}",
         f"data.noise={{kind: gaussian, sigma: {sigma}}}",
-        f"model.name={name}", "model.ndim=2", f"model.filters={args.filters}",
+        f"model.name={name}", f"model.ndim={args.ndim}", f"model.filters={args.filters}",
         f"model.depth={args.depth}", "model.batch_norm=false",
-        f"data.patch_shape=[{args.patch}, {args.patch}]", "data.batch_size=8",
+        f"data.patch_shape=[{'' if args.ndim == 2 else f'{args.patch_depth}, '}{args.patch}, {args.patch}]",
+        "data.batch_size=8",
         f"data.patches_per_epoch={args.patches}", "data.val_patches=32", "data.foreground=0.3",
         f"epochs={args.epochs}", "optimizer.learning_rate=1e-3", "optimizer.schedule=cosine",
         "callbacks.image_panel=false", "callbacks.histogram_freq=0",
@@ -254,9 +256,10 @@ def tune_classical(data: PriorData, sigma: float) -> dict[str, dict[str, float]]
 
 
 def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: PriorData,
-             sigma: float, bm3d: bool) -> dict[str, dict[str, float]]:
+             sigma: float, bm3d: bool, tta: bool = False) -> dict[str, dict[str, float]]:
     """Every method on every test array (all frames); scores over all of them. BM4D (each
-    frame a volume) where the test arrays have at least 4 slices."""
+    frame a volume) where the test arrays have at least 4 slices; with ``tta`` the networks
+    also with test-time augmentation (rows ``... + tta``)."""
     from resprunet.variational import bm3d_denoise, bm4d_denoise, spade_denoise, tv_denoise
 
     outputs: dict[str, list[np.ndarray]] = {}
@@ -266,8 +269,8 @@ def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: 
     for case in cases:
         noisy, prior = case.noisy, case.prior
 
-        def model_output(name: str) -> np.ndarray:
-            return network_output(name, models[name], case, data)
+        def model_output(name: str, tta: bool = False) -> np.ndarray:
+            return network_output(name, models[name], case, data, tta)
 
         methods: dict[str, Callable[[], np.ndarray]] = {
             "noisy": lambda: noisy,
@@ -278,6 +281,9 @@ def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: 
             "unet": lambda: model_output("unet"),
             "respr_unet (prior)": lambda: model_output("respr_unet"),
         }
+        if tta:
+            methods["unet + tta"] = lambda: model_output("unet", True)
+            methods["respr_unet (prior) + tta"] = lambda: model_output("respr_unet", True)
         if bm3d:
             methods["bm3d (true sigma)"] = lambda: per_image(lambda f, p: bm3d_denoise(f, sigma),
                                                              noisy, prior)
@@ -302,12 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--ndim", type=int, choices=(2, 3), default=2,
+                        help="2D networks (slices) or 3D networks (epi only: the frames are volumes)")
+    parser.add_argument("--patch-depth", type=int, default=8, help="slices per 3D training patch")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score the networks with test-time augmentation (8 y-x symmetries)")
     parser.add_argument("--quick", action="store_true", help="no BM3D, small networks")
     parser.add_argument("--curve-every", type=int, default=0, metavar="EPOCHS",
                         help="score the networks on the test data every EPOCHS epochs (PSNR against "
                              "training time, in the JSON)")
     parser.add_argument("--name", default="prior", help="results file stem (bench_<name>_<cpu>_<date>.json)")
     args = parser.parse_args(argv)
+    if args.ndim == 3 and (args.data is None or "spectral" in args.data):
+        parser.error("--ndim 3 needs --data epi (the spectral CT test data are single slices)")
     if args.quick:
         args.filters, args.depth, args.patches = 4, 2, 32
     from resprunet.runtime import cpu_info
@@ -329,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ("unet", "respr_unet"):
                     trained[name], training[name] = train_network(name, data, sigma, args, folder / "runs")
                 params = tune_classical(data, sigma)
-                table = evaluate(trained, params, data, sigma, bm3d=bm_available("bm3d") and not args.quick)
+                table = evaluate(trained, params, data, sigma, bm3d=bm_available("bm3d") and not args.quick,
+                                 tta=args.tta)
                 results["datasets"].setdefault(kind, {})[str(sigma)] = {
                     "training": training, "classical_params": params, "table": table}
                 print(f"\n{kind}, sigma {sigma} (normalised units), test data, all frames")

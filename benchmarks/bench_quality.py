@@ -35,7 +35,8 @@ PSNR of the whole volume; SSIM 3D for the 3D case, else the mean 2D SSIM of the 
 averaged over channels); seconds
 of each method on this machine (a model's: one whole ``resprunet denoise`` call, loading the
 model and reading and writing the files included, after an untimed warm-up call that starts
-TensorFlow).
+TensorFlow). With ``--tta`` every model is also run with ``resprunet denoise --tta`` (the mean
+over the 8 flips and quarter turns of the y-x plane).
 
 Prints a table per case and writes ``benchmarks/results/bench_quality_<cpu>_<date>.json``.
 """
@@ -195,7 +196,9 @@ def colour_classical(clean: np.ndarray, noisy: np.ndarray, sigma: float,
     return out
 
 
-def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path) -> dict[str, Any]:
+def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta: bool = False) -> dict[str, Any]:
+    """Every method on ``case`` at each noise level; with ``tta``, each zoo model also with
+    ``--tta`` (a row ``<model> + tta``)."""
     from resprunet import cli, zoo
 
     clean_source = case.load()
@@ -210,17 +213,18 @@ def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path) -> 
         table = {"noisy": {**score(clean, noisy, case.ndim), "seconds": 0.0}}
         src = folder / "noisy.npy"
         np.save(src, reference.inverse(noisy).astype(np.float32))
-        for name in case.models:
+        for name, flag in [(n, f) for n in case.models for f in ([[], ["--tta"]] if tta else [[]])]:
             out = folder / f"{name}.npy"
-            argv = ["-q", "denoise", str(src), str(out), "--model", name, "--force"]
+            argv = ["-q", "denoise", str(src), str(out), "--model", name, "--force", *flag]
             cli.main(argv)  # warm-up: TensorFlow start-up and tracing are not timed
             start = time.perf_counter()
             code = cli.main(argv)
             seconds = time.perf_counter() - start
             if code != 0:
                 raise RuntimeError(f"resprunet denoise with {name} failed ({code})")
-            table[name] = {**score(clean, reference(np.load(out)).astype(np.float32), case.ndim),
-                           "seconds": round(seconds, 2)}
+            estimate = reference(np.load(out)).astype(np.float32)
+            table[name + (" + tta" if flag else "")] = {**score(clean, estimate, case.ndim),
+                                                        "seconds": round(seconds, 2)}
         for name, method in classical(case, reference_tune, noise, sigma, photons, bm).items():
             start = time.perf_counter()
             estimate = np.asarray(method(noisy), np.float32).reshape(clean.shape)
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.05, 0.1])
     parser.add_argument("--case", action="append", help="only these cases (by name)")
     parser.add_argument("--quick", action="store_true", help="sigma 0.1 only, no BM3D/BM4D")
+    parser.add_argument("--tta", action="store_true",
+                        help="also run every model with test-time augmentation (resprunet denoise --tta)")
     args = parser.parse_args(argv)
     from resprunet.runtime import cpu_info
     from resprunet.variational import bm_available
@@ -257,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES:
             if args.case and case.name not in args.case:
                 continue
-            results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp))
+            results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp), tta=args.tta)
             out.write_text(json.dumps(results, indent=1))  # after every case: nothing lost
     print(f"wrote {out}")
     return 0

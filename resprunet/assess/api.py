@@ -123,7 +123,7 @@ class Method:
     @classmethod
     def from_model(cls, model: Any, name: str | None = None, tile_shape: tuple[int, ...] | None = None,
                    overlap: float = 0.25, notes: str = "", *, normalizer: Any = None,
-                   units: Any = None, samples: int | None = None) -> "Method":
+                   units: Any = None, samples: int | None = None, tta: bool = False) -> "Method":
         """Wrap a Keras denoising model.
 
         A 2D model runs slice by slice on a volume, a 3D model on the whole volume or on
@@ -159,17 +159,24 @@ class Method:
         samples : int, optional
             DivNoising models only: posterior samples per image (default
             :data:`resprunet.divnoising.DEFAULT_SAMPLES`); given for another model, an error.
+        tta : bool
+            Test-time augmentation: the mean of the outputs on the 8 flips and quarter turns of
+            the y-x plane (``resprunet denoise --tta``); not for DivNoising models.
 
         Raises
         ------
         ValueError
-            ``samples`` for a model that is not DivNoising, or ``samples < 1``.
+            ``samples`` for a model that is not DivNoising, ``samples < 1``, or ``tta`` for a
+            DivNoising model.
         """
         from ..divnoising import DEFAULT_SAMPLES, PosteriorMean, is_divnoising
         from ..inference import denoise_array, predict_volume
         from ..models import describe
 
         if is_divnoising(model):
+            if tta:
+                raise ValueError("tta: DivNoising models average posterior samples; test-time "
+                                 "augmentation is for deterministic models")
             model = PosteriorMean(model, DEFAULT_SAMPLES if samples is None else samples)
         elif samples is not None:
             raise ValueError(f"samples={samples!r}: only DivNoising models draw posterior samples; "
@@ -180,13 +187,14 @@ class Method:
             x = np.asarray(noisy, dtype=np.float32)
             p = None if prior is None or not info.needs_prior else np.asarray(prior, dtype=np.float32)
             if normalizer is None:
-                return predict_volume(model, x, prior=p, tile_shape=tile_shape, overlap=overlap, progress=False)
+                return predict_volume(model, x, prior=p, tile_shape=tile_shape, overlap=overlap, progress=False,
+                                      tta=tta)
             to_source = (lambda a: a) if units is None else units.inverse
             image = x.ndim == 2
             source = to_source(x[np.newaxis] if image else x)
             source_prior = None if p is None else to_source(p[np.newaxis] if image else p)
             out = denoise_array(model, source, normalizer, prior="auto" if source_prior is None else source_prior,
-                                tile_shape=tile_shape, overlap=overlap, progress=False)
+                                tile_shape=tile_shape, overlap=overlap, progress=False, tta=tta)
             out = out if units is None else units(out)
             return out[0] if image else out
 

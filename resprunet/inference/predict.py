@@ -11,7 +11,8 @@ from data_pipelines.errors import InvalidDataError, ShapeMismatchError
 from tqdm.auto import tqdm
 
 from .output import Sink, SlabAccumulator, output_target, release_pages
-from .tiles import Shape3, TileGrid, gaussian_weights, per_axis, plan_tiles
+from .tiles import Shape3, TileGrid, gaussian_weights, halo_weights, per_axis, plan_tiles
+from .tta import yx_symmetries
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ def predict_volume(
     progress: bool = True,
     memory_budget: float | None = None,
     sigma: float | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Denoise a 2D image or a volume with a Keras model, tile by tile.
 
@@ -308,6 +310,11 @@ def predict_volume(
         Noise standard deviation of ``x`` (normalised units), given as a constant map to a
         model conditioned on the noise level (a ``"sigma"`` input); required for such a
         model, ignored otherwise.
+    tta : bool
+        Test-time augmentation: predict the 8 flipped and quarter-turned copies of ``x`` in
+        the y-x plane (:func:`resprunet.inference.tta.yx_symmetries`), turn each back and
+        average them. 8x the time, and one whole prediction is held in memory besides
+        ``out``; for models trained with flips and quarter turns (the default augmentation).
 
     Returns
     -------
@@ -323,8 +330,6 @@ def predict_volume(
     ShapeMismatchError
         ``prior`` is missing for a model that needs one, or its shape differs from ``x``.
     """
-    from .tiles import halo_weights
-
     info = _model_info(model)
     ndim = int(info.ndim)
     if blend not in ("gaussian", "constant"):
@@ -347,9 +352,6 @@ def predict_volume(
                       "prior", ndim, int(info.channels))
     elif prior is not None:
         log.warning("the model takes no prior; the prior given is ignored")
-    extras = {} if p4 is None else {"prior": p4}
-    if info.context:  # a 2.5D model: the neighbouring slices of every slice as channels
-        extras["context"] = context_slices(x4, int(info.context))
     if info.needs_sigma:
         if sigma is None or not np.isfinite(sigma) or sigma < 0:
             raise InvalidDataError(
@@ -361,32 +363,58 @@ def predict_volume(
     out_shape = tuple(x_in.shape[:-1]) if x_in.ndim == 4 else tuple(x_in.shape)
     out_shape = out_shape + ((out_channels,) if (x_in.ndim == 4 or out_channels > 1) else ())
 
-    grid, planned_batch = plan_grid(model, tuple(x4.shape[:3]), tile_shape, overlap=overlap,
-                                    batch_size=batch_size, memory_budget=memory_budget)
-    batch = [planned_batch]
-    divisor, rf = _model_axes(info)
+    def predict_into(sink: Sink, x_in: np.ndarray, p_in: np.ndarray | None) -> None:
+        extras = {} if p_in is None else {"prior": p_in}
+        if info.context:  # a 2.5D model: the neighbouring slices of every slice as channels
+            extras["context"] = context_slices(x_in, int(info.context))
+        _predict_tiled(model, info, x_in, extras, sink, tile_shape=tile_shape, overlap=overlap,
+                       batch_size=batch_size, blend=blend, memory_budget=memory_budget,
+                       out_channels=out_channels, progress=progress)
+
     with output_target(out, out_shape) as target:
-        while True:
-            weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
-            try:
-                _run_grid(model, x4, extras, grid, weights, ndim, batch, Sink(target), out_channels,
-                          progress)
-                break
-            except _OutOfMemory as exc:
-                smaller = plan_tiles(x4.shape[:3], tuple(t // 2 for t in grid.tile_shape),
-                                     divisor=divisor, receptive_field=rf, overlap=overlap)
-                if smaller.tile_shape == grid.tile_shape:
-                    raise MemoryError(
-                        f"out of memory on a single tile of shape {grid.tile_shape}, the smallest "
-                        f"this model allows: {exc}"
-                    ) from exc
-                log.warning("out of memory on one tile of shape %s; retrying with tiles of %s",
-                            grid.tile_shape, smaller.tile_shape)
-                grid = smaller
+        if not tta:
+            predict_into(Sink(target), x4, p4)
+        else:
+            symmetries = yx_symmetries()
+            for i, (forward, inverse) in enumerate(symmetries):
+                turned = forward(x4)
+                part = np.empty((*turned.shape[:3], out_channels), np.float32)
+                predict_into(Sink(part), turned, None if p4 is None else forward(p4))
+                share = inverse(part).reshape(target.shape) / len(symmetries)
+                target[...] = share if i == 0 else target[...] + share
         result = target
     if isinstance(out, (str, os.PathLike)):
         return np.load(out, mmap_mode="r")
     return result
+
+
+def _predict_tiled(model: Any, info: Any, x4: np.ndarray, extras: dict[str, np.ndarray], sink: Sink, *,
+                   tile_shape: tuple[int, ...] | None, overlap: float, batch_size: int, blend: str,
+                   memory_budget: float | None, out_channels: int, progress: bool) -> None:
+    """Predict the (z, y, x, c) array ``x4`` (with its other inputs ``extras``) tile by tile
+    into ``sink``, planning the tiles as :func:`predict_volume` says and halving them when
+    TensorFlow runs out of memory; ``info`` is the model's description."""
+    grid, planned_batch = plan_grid(model, tuple(x4.shape[:3]), tile_shape, overlap=overlap,
+                                    batch_size=batch_size, memory_budget=memory_budget)
+    batch = [planned_batch]
+    divisor, rf = _model_axes(info)
+    while True:
+        weights = gaussian_weights(grid) if blend == "gaussian" else halo_weights(grid)
+        try:
+            _run_grid(model, x4, extras, grid, weights, int(info.ndim), batch, sink, out_channels,
+                      progress)
+            return
+        except _OutOfMemory as exc:
+            smaller = plan_tiles(x4.shape[:3], tuple(t // 2 for t in grid.tile_shape),
+                                 divisor=divisor, receptive_field=rf, overlap=overlap)
+            if smaller.tile_shape == grid.tile_shape:
+                raise MemoryError(
+                    f"out of memory on a single tile of shape {grid.tile_shape}, the smallest "
+                    f"this model allows: {exc}"
+                ) from exc
+            log.warning("out of memory on one tile of shape %s; retrying with tiles of %s",
+                        grid.tile_shape, smaller.tile_shape)
+            grid = smaller
 
 
 def denoise_array(
@@ -401,6 +429,7 @@ def denoise_array(
     batch_size: int = 4,
     progress: bool = True,
     sigma: float | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Denoise an array in source units (HU, counts): normalise, predict, invert exactly.
 
@@ -435,6 +464,9 @@ def denoise_array(
         For a model conditioned on the noise level: the noise standard deviation in the
         model's normalised units; None estimates it from the normalised input
         (:func:`resprunet.variational.estimate_noise_sigma`, logged). Ignored by other models.
+    tta : bool
+        Average the predictions of the 8 flips and quarter turns of the y-x plane (see
+        :func:`predict_volume`); 8x the time.
 
     Returns
     -------
@@ -453,7 +485,8 @@ def denoise_array(
     info = _model_info(model)
     if isinstance(prior, str) and prior == "temporal":
         return _denoise_frames(model, array, normalizer, info.needs_prior, tile_shape=tile_shape,
-                               overlap=overlap, batch_size=batch_size, progress=progress, sigma=sigma)
+                               overlap=overlap, batch_size=batch_size, progress=progress, sigma=sigma,
+                               tta=tta)
     if info.ndim == 3 and array.shape[0] < 2:
         raise InvalidDataError(
             f"the input is a single 2D slice (shape {array.shape}); this 3D model needs a "
@@ -498,7 +531,7 @@ def denoise_array(
         log.info("noise level estimated from the input: sigma %.4f (normalised units); "
                  "give it (--sigma) if known", sigma)
     y = predict_volume(model, x, p, tile_shape=tile_shape, overlap=overlap,
-                       batch_size=batch_size, progress=progress, sigma=sigma)
+                       batch_size=batch_size, progress=progress, sigma=sigma, tta=tta)
     out = np.clip(norm.inverse(y), np.min(array), np.max(array))
     if found:
         out_channels = out if out.ndim == 4 else out[..., np.newaxis]  # views
