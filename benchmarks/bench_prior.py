@@ -23,9 +23,9 @@ validation 14-17, test 18-23.
 Each frame or bin gets independent Gaussian noise of ``sigma`` (normalised units); the prior of
 every method that takes one is the mean of the noisy frames or bins. The validation data
 chooses the networks' checkpoint and tunes TV's weight and SPADE's (weight, alpha) by PSNR;
-the test data is only reported. Both networks are 2D (``--ndim 3``: 3D, EPI only), 16 filters,
-depth 3, no batch norm, trained with the same recipe and number of steps; the U-Net sees single frames (no prior),
-ResPr-UNet a frame and the prior. Scores, in the units of the normaliser fitted on the clean
+the test data is only reported. Both networks are 2D (``--ndim 3``: 3D, EPI only), 16
+filters, depth 3, no batch norm, trained with the same recipe and number of steps; the U-Net
+sees single frames (no prior), ResPr-UNet a frame and the prior. Scores, in the units of the normaliser fitted on the clean
 test data (data range 1): PSNR of all test voxels of all frames, and the mean 2D SSIM of every
 (slice, frame) image. Prints a table per dataset and writes
 ``benchmarks/results/bench_prior_<cpu>_<date>.json``.

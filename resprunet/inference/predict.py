@@ -363,11 +363,11 @@ def predict_volume(
     out_shape = tuple(x_in.shape[:-1]) if x_in.ndim == 4 else tuple(x_in.shape)
     out_shape = out_shape + ((out_channels,) if (x_in.ndim == 4 or out_channels > 1) else ())
 
-    def predict_into(sink: Sink, x_in: np.ndarray, p_in: np.ndarray | None) -> None:
-        extras = {} if p_in is None else {"prior": p_in}
+    def predict_into(sink: Sink, volume: np.ndarray, volume_prior: np.ndarray | None) -> None:
+        extras = {} if volume_prior is None else {"prior": volume_prior}
         if info.context:  # a 2.5D model: the neighbouring slices of every slice as channels
-            extras["context"] = context_slices(x_in, int(info.context))
-        _predict_tiled(model, info, x_in, extras, sink, tile_shape=tile_shape, overlap=overlap,
+            extras["context"] = context_slices(volume, int(info.context))
+        _predict_tiled(model, info, volume, extras, sink, tile_shape=tile_shape, overlap=overlap,
                        batch_size=batch_size, blend=blend, memory_budget=memory_budget,
                        out_channels=out_channels, progress=progress)
 
