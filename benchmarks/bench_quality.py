@@ -32,11 +32,11 @@ same noise (MRI: t1_head; CT: ct_slices subject 1, the NEMA enhanced CT; photons
 ``cell``) - never on the test case; BM3D (2D, slice by slice) and BM4D (3D) get the true sigma
 (through the generalised Anscombe transform for Poisson-Gaussian noise). Scores at data range 1:
 PSNR of the whole volume; SSIM 3D for the 3D case, else the mean 2D SSIM of the slices (colour:
-averaged over channels); seconds
-of each method on this machine (a model's: one whole ``resprunet denoise`` call, loading the
-model and reading and writing the files included, after an untimed warm-up call that starts
-TensorFlow). With ``--tta`` every model is also run with ``resprunet denoise --tta`` (the mean
-over the 8 flips and quarter turns of the y-x plane).
+averaged over channels); seconds of each method on this machine (a model's: one whole
+``resprunet denoise`` call, loading the model and reading and writing the files included, after
+an untimed warm-up call that starts TensorFlow; ``--repeat N``: the median of N timed runs of
+every method, recorded per case). With ``--tta`` every model is also run with ``resprunet
+denoise --tta`` (the mean over the 8 flips and quarter turns of the y-x plane).
 
 Prints a table per case and writes ``benchmarks/results/bench_quality_<cpu>_<date>.json``.
 """
@@ -196,9 +196,20 @@ def colour_classical(clean: np.ndarray, noisy: np.ndarray, sigma: float,
     return out
 
 
-def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta: bool = False) -> dict[str, Any]:
+def timed(run: Callable[[], Any], repeat: int) -> tuple[Any, float]:
+    """``run()``'s result and the median of ``repeat`` wall times (seconds)."""
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+    return result, float(np.median(times))
+
+
+def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta: bool = False,
+             repeat: int = 1) -> dict[str, Any]:
     """Every method on ``case`` at each noise level; with ``tta``, each zoo model also with
-    ``--tta`` (a row ``<model> + tta``)."""
+    ``--tta`` (a row ``<model> + tta``); times are medians of ``repeat`` runs."""
     from resprunet import cli, zoo
 
     clean_source = case.load()
@@ -217,25 +228,21 @@ def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta
             out = folder / f"{name}.npy"
             argv = ["-q", "denoise", str(src), str(out), "--model", name, "--force", *flag]
             cli.main(argv)  # warm-up: TensorFlow start-up and tracing are not timed
-            start = time.perf_counter()
-            code = cli.main(argv)
-            seconds = time.perf_counter() - start
+            code, seconds = timed(lambda: cli.main(argv), repeat)
             if code != 0:
                 raise RuntimeError(f"resprunet denoise with {name} failed ({code})")
             estimate = reference(np.load(out)).astype(np.float32)
             table[name + (" + tta" if flag else "")] = {**score(clean, estimate, case.ndim),
                                                         "seconds": round(seconds, 2)}
         for name, method in classical(case, reference_tune, noise, sigma, photons, bm).items():
-            start = time.perf_counter()
-            estimate = np.asarray(method(noisy), np.float32).reshape(clean.shape)
-            table[name] = {**score(clean, estimate, case.ndim),
-                           "seconds": round(time.perf_counter() - start, 2)}
+            estimate, seconds = timed(lambda: np.asarray(method(noisy), np.float32), repeat)
+            table[name] = {**score(clean, estimate.reshape(clean.shape), case.ndim), "seconds": round(seconds, 2)}
         rows[label] = table
         print(f"\n{case.name} {clean.shape}, {label}")
         print(f"{'method':28s} {'PSNR dB':>8s} {'SSIM':>7s} {'seconds':>8s}")
         for method, row in table.items():
             print(f"{method:28s} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['seconds']:8.2f}")
-    return {"shape": list(clean.shape), "models": list(case.models), "noise": rows}
+    return {"shape": list(clean.shape), "models": list(case.models), "repeat": repeat, "noise": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="sigma 0.1 only, no BM3D/BM4D")
     parser.add_argument("--tta", action="store_true",
                         help="also run every model with test-time augmentation (resprunet denoise --tta)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="time every method N times and report the median (default 1)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: expected at least 1")
     from resprunet.runtime import cpu_info
     from resprunet.variational import bm_available
 
@@ -263,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES:
             if args.case and case.name not in args.case:
                 continue
-            results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp), tta=args.tta)
+            results["cases"][case.name] = run_case(case, sigmas, bm, Path(tmp), tta=args.tta,
+                                                   repeat=args.repeat)
             out.write_text(json.dumps(results, indent=1))  # after every case: nothing lost
     print(f"wrote {out}")
     return 0

@@ -2,6 +2,8 @@
 ``tta=True`` averages what a model does to each turned copy, turned back."""
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def _shift_model(ndim: int) -> keras.Model:
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_tta_is_the_mean_of_the_turned_back_outputs(ndim):
+def test_tta_is_the_mean_of_the_turned_back_outputs(ndim, caplog):
     # the shift to the right, seen through the 8 symmetries, is a shift in each of the 4
     # directions twice: the mean is the mean of the 4 neighbours (zero beyond the border).
     # A wrong inverse (or none) gives another shift mixture and fails.
@@ -48,7 +50,10 @@ def test_tta_is_the_mean_of_the_turned_back_outputs(ndim):
     assert np.allclose(plain[:, :, :-1], x[:, :, 1:], atol=1e-6)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
     expected = (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:]) / 4
-    averaged = predict_volume(model, x, progress=False, tta=True)
+    with caplog.at_level(logging.INFO, logger="resprunet.inference.predict"):
+        averaged = predict_volume(model, x, progress=False, tta=True)
+    plans = [r.getMessage() for r in caplog.records if "default tiling" in r.getMessage()]
+    assert len(plans) == 2 and {"(3, 12, 10)" in m or "(1, 12, 10)" in m for m in plans} == {True, False}
     assert averaged.shape == x.shape
     assert np.abs(averaged - expected).max() < 1e-5
     image = predict_volume(model, x[0], progress=False, tta=True) if ndim == 2 else None

@@ -197,6 +197,7 @@ def plan_grid(
     overlap: float = 0.25,
     batch_size: int = 4,
     memory_budget: float | None = None,
+    quiet: bool = False,
 ) -> tuple[TileGrid, int]:
     """The tile grid and batch size :func:`predict_volume` uses for a (z, y, x) volume.
 
@@ -211,6 +212,8 @@ def plan_grid(
         :func:`~resprunet.inference.tiles.plan_tiles`; None plans from ``memory_budget``
         (bytes) with :func:`~resprunet.inference.tiles.plan_auto_tiles` and caps the batch at
         the tiles that fit it together.
+    quiet : bool
+        Log the default plan at DEBUG instead of INFO (a plan already logged once).
 
     Returns
     -------
@@ -238,9 +241,10 @@ def plan_grid(
                                       slices=ndim == 2)
             fit = int(budget // (per_voxel * math.prod(planned.tile_shape)))
             batch = max(1, min(int(batch_size), fit))
-            log.info("default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
-                     "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
-                     planned.overlap, batch, per_voxel, budget / 2**20)
+            log.log(logging.DEBUG if quiet else logging.INFO,
+                    "default tiling: %d tile(s) of %s (overlap %s), batch %d; about %.0f B/voxel "
+                    "of activations, budget %.0f MB", planned.n_tiles, planned.tile_shape,
+                    planned.overlap, batch, per_voxel, budget / 2**20)
             return planned, batch
     return plan_tiles(volume_shape, tile, divisor=divisor, receptive_field=rf, overlap=overlap), int(batch_size)
 
@@ -363,13 +367,14 @@ def predict_volume(
     out_shape = tuple(x_in.shape[:-1]) if x_in.ndim == 4 else tuple(x_in.shape)
     out_shape = out_shape + ((out_channels,) if (x_in.ndim == 4 or out_channels > 1) else ())
 
-    def predict_into(sink: Sink, volume: np.ndarray, volume_prior: np.ndarray | None) -> None:
+    def predict_into(sink: Sink, volume: np.ndarray, volume_prior: np.ndarray | None,
+                     quiet: bool = False) -> None:
         extras = {} if volume_prior is None else {"prior": volume_prior}
         if info.context:  # a 2.5D model: the neighbouring slices of every slice as channels
             extras["context"] = context_slices(volume, int(info.context))
         _predict_tiled(model, info, volume, extras, sink, tile_shape=tile_shape, overlap=overlap,
                        batch_size=batch_size, blend=blend, memory_budget=memory_budget,
-                       out_channels=out_channels, progress=progress)
+                       out_channels=out_channels, progress=progress, quiet=quiet)
 
     with output_target(out, out_shape) as target:
         if not tta:
@@ -379,7 +384,8 @@ def predict_volume(
             for i, (forward, inverse) in enumerate(symmetries):
                 turned = forward(x4)
                 part = np.empty((*turned.shape[:3], out_channels), np.float32)
-                predict_into(Sink(part), turned, None if p4 is None else forward(p4))
+                # passes 0 and 1 cover both (y, x) orders; later plans repeat theirs
+                predict_into(Sink(part), turned, None if p4 is None else forward(p4), quiet=i > 1)
                 share = inverse(part).reshape(target.shape) / len(symmetries)
                 target[...] = share if i == 0 else target[...] + share
         result = target
@@ -390,12 +396,14 @@ def predict_volume(
 
 def _predict_tiled(model: Any, info: Any, x4: np.ndarray, extras: dict[str, np.ndarray], sink: Sink, *,
                    tile_shape: tuple[int, ...] | None, overlap: float, batch_size: int, blend: str,
-                   memory_budget: float | None, out_channels: int, progress: bool) -> None:
+                   memory_budget: float | None, out_channels: int, progress: bool,
+                   quiet: bool = False) -> None:
     """Predict the (z, y, x, c) array ``x4`` (with its other inputs ``extras``) tile by tile
     into ``sink``, planning the tiles as :func:`predict_volume` says and halving them when
-    TensorFlow runs out of memory; ``info`` is the model's description."""
+    TensorFlow runs out of memory; ``info`` is the model's description, ``quiet`` logs the plan
+    at DEBUG."""
     grid, planned_batch = plan_grid(model, tuple(x4.shape[:3]), tile_shape, overlap=overlap,
-                                    batch_size=batch_size, memory_budget=memory_budget)
+                                    batch_size=batch_size, memory_budget=memory_budget, quiet=quiet)
     batch = [planned_batch]
     divisor, rf = _model_axes(info)
     while True:
