@@ -427,6 +427,8 @@ def train_one(name: str, workdir: Path, epochs: int | None) -> dict[str, Any]:
     start = time.perf_counter()
     result = train(config, verbose=2)
     seconds = time.perf_counter() - start
+    if "training_warning" in result.final_metrics:  # a collapsed model never replaces a zoo model
+        raise RuntimeError(f"{name}: {result.final_metrics['training_warning']}; models_zoo/{name} left as it was")
     model, _ = zoo.load_path(result.run_dir / "model.keras")
     card = make_card(name, spec, config, seconds)
     card["metrics"] = {**zoo.evaluate(model, card), **baselines(card)}

@@ -157,3 +157,18 @@ def test_panel_image_layout_2d_and_3d():
     image = panel_image([a3, a3])
     assert image.shape == (20 + 10 + 10 + 6, 2 * 32, 1)
     assert image.max() == 1.0
+
+
+def test_collapse_warning_names_a_collapse_a_divergence_and_nothing_else():
+    from resprunet.training.runs import collapse_warning
+
+    rising = {"val_psnr": [22.0, 28.0, 30.5, 31.9, 31.7]}
+    assert collapse_warning(rising, 20.4) is None  # a dip of 0.2 dB at the end is noise
+    collapsed = {"val_psnr": [22.0, 28.0, 31.9, 20.45, 20.44]}  # every unit dead: the noisy input
+    said = collapse_warning(collapsed, 20.4)
+    assert said is not None and "collapsed to returning its input" in said
+    assert "epoch 3" in said and "31.90" in said and "best.keras" in said
+    diverged = collapse_warning({"val_psnr": [22.0, 31.9, 27.0]}, 20.4)
+    assert diverged is not None and "diverged" in diverged
+    assert collapse_warning({"val_loss": [0.1, 0.5]}) is None  # noisy-only runs have no val_psnr
+    assert collapse_warning({"val_psnr": [25.0]}) is None

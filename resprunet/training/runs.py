@@ -126,6 +126,38 @@ def format_evaluation(ev: dict[str, Any]) -> str:
     )
 
 
+#: How far (dB) the last epoch's validation PSNR may fall below the best before a run is said
+#: to have diverged or collapsed.
+COLLAPSE_DB = 1.0
+
+
+def collapse_warning(history: dict[str, list[float]], noisy_psnr: float | None = None) -> str | None:
+    """Say whether training fell apart: the last ``val_psnr`` more than :data:`COLLAPSE_DB`
+    below the best epoch's (a divergence, or every unit dead so that the network returns its
+    input), else None.
+
+    Parameters
+    ----------
+    history : dict of str to list of float
+        Per-epoch Keras history (``val_psnr`` in dB; other keys are ignored).
+    noisy_psnr : float, optional
+        The validation PSNR of the noisy input; a last epoch within 0.1 dB of it is named a
+        collapse to the input.
+    """
+    scores = history.get("val_psnr") or []
+    if len(scores) < 2:
+        return None
+    best = max(range(len(scores)), key=scores.__getitem__)
+    last = scores[-1]
+    if scores[best] - last <= COLLAPSE_DB:
+        return None
+    what = ("collapsed to returning its input" if noisy_psnr is not None and abs(last - noisy_psnr) < 0.1
+            else "diverged")
+    return (f"training {what}: the final model's validation PSNR is {last:.2f} dB, {scores[best] - last:.2f} dB "
+            f"below epoch {best + 1}'s {scores[best]:.2f} dB; checkpoints/best.keras holds that epoch "
+            "(or train again with a lower optimizer.learning_rate)")
+
+
 def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: TrainingData,
            seconds: float) -> TrainResult:
     """Save ``model.keras``, evaluate the test volumes, print and save the metrics.
@@ -156,8 +188,13 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: Trainin
         evaluate_volume(saved, vol, scoring, config.model.ndim, config.seed + 2)
         for vol in test_volumes
     ]
+    history = read_history(run_dir / "metrics.csv")
     final = {"test_volumes": [vol.name for vol in test_volumes], "evaluations": evaluations,
              "val_baseline": data.val_baseline, "train_seconds": round(seconds, 1)}
+    collapse = collapse_warning(history, (data.val_baseline or {}).get("noisy_psnr"))
+    if collapse:
+        final["training_warning"] = collapse
+        log.warning(collapse)
     write_json(final, run_dir / "final_metrics.json")
     print(f"training took {seconds:.0f} s")
     if not test_volumes:
@@ -166,4 +203,4 @@ def finish(model: keras.Model, config: TrainConfig, run_dir: Path, data: Trainin
     for ev in evaluations:
         print("test " + format_evaluation(ev))
     print(f"run directory: {run_dir}")
-    return TrainResult(run_dir, read_history(run_dir / "metrics.csv"), final)
+    return TrainResult(run_dir, history, final)
