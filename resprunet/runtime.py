@@ -168,7 +168,7 @@ def resolve_precision(precision: str) -> str:
             "; without native bfloat16 (no AVX512_BF16 or AMX-BF16) it is also emulated, 16-40x slower")
         log.warning(
             "precision mixed_bfloat16 on a CPU (%s): TensorFlow's CPU gradients are wrong under it "
-            "(convolution bias gradients off by ~90 %%, NaN in 3D kernel gradients; a 3D U-Net does not "
+            "(convolution bias gradients 70-99 %% off, NaN in 3D kernel gradients; a 3D U-Net did not "
             "learn)%s; use precision auto or float32",
             cpu_info()["model"], slow,
         )
