@@ -45,10 +45,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +62,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import data_pipelines as dp  # noqa: E402  (sets oneDNN on before TensorFlow loads)
+from bench_inference import time_calls  # noqa: E402  (median of timed calls)
 from bench_training import result_path  # noqa: E402  (the shared results file name)
 
 PG_PHOTONS, PG_READ = 30.0, 0.02
@@ -196,16 +197,6 @@ def colour_classical(clean: np.ndarray, noisy: np.ndarray, sigma: float,
     return out
 
 
-def timed(run: Callable[[], Any], repeat: int) -> tuple[Any, float]:
-    """``run()``'s result and the median of ``repeat`` wall times (seconds)."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return result, float(np.median(times))
-
-
 def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta: bool = False,
              repeat: int = 1) -> dict[str, Any]:
     """Every method on ``case`` at each noise level; with ``tta``, each zoo model also with
@@ -227,16 +218,18 @@ def run_case(case: QualityCase, sigmas: list[float], bm: bool, folder: Path, tta
         for name, flag in [(n, f) for n in case.models for f in ([[], ["--tta"]] if tta else [[]])]:
             out = folder / f"{name}.npy"
             argv = ["-q", "denoise", str(src), str(out), "--model", name, "--force", *flag]
-            cli.main(argv)  # warm-up: TensorFlow start-up and tracing are not timed
-            code, seconds = timed(lambda: cli.main(argv), repeat)
+            code = cli.main(argv)  # warm-up: TensorFlow start-up and tracing are not timed
             if code != 0:
                 raise RuntimeError(f"resprunet denoise with {name} failed ({code})")
+            seconds = time_calls(lambda: cli.main(argv), repeat, math.inf, warmup=0)["seconds"]
             estimate = reference(np.load(out)).astype(np.float32)
             table[name + (" + tta" if flag else "")] = {**score(clean, estimate, case.ndim),
                                                         "seconds": round(seconds, 2)}
         for name, method in classical(case, reference_tune, noise, sigma, photons, bm).items():
-            estimate, seconds = timed(lambda: np.asarray(method(noisy), np.float32), repeat)
-            table[name] = {**score(clean, estimate.reshape(clean.shape), case.ndim), "seconds": round(seconds, 2)}
+            kept: dict[str, np.ndarray] = {}
+            seconds = time_calls(lambda: kept.update(out=method(noisy)), repeat, math.inf, warmup=0)["seconds"]
+            estimate = np.asarray(kept["out"], np.float32).reshape(clean.shape)
+            table[name] = {**score(clean, estimate, case.ndim), "seconds": round(seconds, 2)}
         rows[label] = table
         print(f"\n{case.name} {clean.shape}, {label}")
         print(f"{'method':28s} {'PSNR dB':>8s} {'SSIM':>7s} {'seconds':>8s}")
