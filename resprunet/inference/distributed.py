@@ -26,9 +26,8 @@ for the next z-layer of blocks wait a whole layer, about the volume's yx area ti
 tiles' depth, which for a large volume exceeds a worker's memory limit. A worker holds one
 box's or one block's accumulators and a batch of tiles, never the volume. Each worker process
 loads the model once (:func:`worker_model`, a cache keyed by the file's path, size and
-modification time). A worker that dies loses its
-results; the scheduler reruns the tasks that made them (block tasks only overwrite their own
-chunk), so the output is the same.
+modification time). A worker that dies loses its results; the scheduler reruns the tasks that
+made them (block tasks only overwrite their own chunk), so the output is the same.
 
 The output is written to a temporary Zarr folder and renamed when complete
 (:func:`data_pipelines.io.atomic.atomic_path`). :func:`denoise_distributed` (``resprunet
