@@ -53,6 +53,8 @@ def test_overrides_are_typed():
         ("loss=huber", ["loss", "l1_ssim"]),
         ("data.patch_shape=[8, 8]", ["data.patch_shape", "ndim"]),
         ("epochs", ["key.subkey=value"]),
+        ("optimizer.clipnorm=0", ["optimizer.clipnorm", "> 0"]),
+        ("optimizer.clipnorm=big", ["optimizer.clipnorm", "number"]),
     ],
 )
 def test_bad_overrides_name_the_key(override, words):

@@ -149,11 +149,16 @@ class OptimizerConfig:
         Decay from ``learning_rate`` to ``learning_rate * final_fraction`` at the last step.
     final_fraction : float
         Final learning rate as a fraction of the initial one (cosine ``alpha``).
+    clipnorm : float, optional
+        Scale each step's gradients down so that their global L2 norm (over all weights) is at
+        most this; None: no clipping. Guards long runs against a gradient spike that kills
+        every unit (the network then returns its input).
     """
 
     learning_rate: float = 1e-3
     schedule: str = "cosine"
     final_fraction: float = 0.05
+    clipnorm: float | None = None
 
 
 @dataclass
@@ -328,6 +333,8 @@ def validate(config: TrainConfig) -> None:
         "data.val_patches": config.data.val_patches,
         "optimizer.learning_rate": config.optimizer.learning_rate,
     }
+    if config.optimizer.clipnorm is not None:
+        positive["optimizer.clipnorm"] = config.optimizer.clipnorm
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config {key}={value!r} must be > 0")

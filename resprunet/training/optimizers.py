@@ -13,7 +13,8 @@ def make_optimizer(config: OptimizerConfig, total_steps: int) -> keras.optimizer
     ----------
     config : OptimizerConfig
         ``learning_rate`` (initial), ``schedule`` ("constant", "cosine" or "exponential")
-        and ``final_fraction`` (learning rate at the last step / initial learning rate).
+        and ``final_fraction`` (learning rate at the last step / initial learning rate);
+        ``clipnorm``: the largest global L2 norm of a step's gradients (None: no clipping).
     total_steps : int
         Steps of the whole run (epochs * steps per epoch).
 
@@ -29,4 +30,4 @@ def make_optimizer(config: OptimizerConfig, total_steps: int) -> keras.optimizer
         lr = keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=steps, decay_rate=config.final_fraction
         )
-    return keras.optimizers.Adam(learning_rate=lr)
+    return keras.optimizers.Adam(learning_rate=lr, global_clipnorm=config.clipnorm)
