@@ -65,6 +65,22 @@ def test_the_unet_takes_a_sigma_map_and_saves_with_it(conditioned, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded({"noisy": x, "sigma": np.full_like(x, 0.2)})), high, atol=1e-6)
 
 
+def test_the_rgb_irunet_takes_a_sigma_map_too(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = models.build("irunet", ndim=2, filters=4, channels=3, noise_map=True)
+    info = models.describe(model)
+    assert info.needs_sigma and info.channels == 3
+    assert not models.describe(models.build("irunet", ndim=2, filters=4, channels=3)).needs_sigma
+    x = np.stack([_smooth((2, 32, 32), seed=c) for c in range(3)], axis=-1)
+    sigma = np.full(x.shape[:-1] + (1,), 0.2, np.float32)
+    high = np.asarray(model({"noisy": x, "sigma": sigma}))
+    low = np.asarray(model({"noisy": x, "sigma": sigma / 10}))
+    assert high.shape == x.shape and np.abs(low - high).mean() > 1e-3
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded({"noisy": x, "sigma": sigma})), high, atol=1e-6)
+
+
 def test_inference_with_a_given_or_estimated_sigma(conditioned, caplog):
     clean = _smooth((3, 64, 64), seed=2)
     noisy = clean + 0.1 * np.random.default_rng(3).standard_normal(clean.shape).astype(np.float32)

@@ -85,6 +85,7 @@ def irunet(
     channels: int = 1,
     filters: int = 16,
     final_activation: str | None = "sigmoid",
+    noise_map: bool = False,
 ) -> keras.Model:
     """Build IRUNet (inception-residual U-Net) for 2D images or 3D volumes.
 
@@ -104,16 +105,23 @@ def irunet(
         ``f``, the width of every block.
     final_activation : {None, "sigmoid", "relu"}
         Output activation (the original uses a sigmoid: outputs in [0, 1]).
+    noise_map : bool
+        Condition on the noise level (not in the original): a second input ``"sigma"`` (one
+        channel, the noise standard deviation of each pixel in normalised units) is
+        concatenated to ``"noisy"`` before the head convolution, as in the U-Net.
 
     Returns
     -------
     keras.Model
-        Named ``"irunet"``, one input ``"noisy"``, float32 output of the input's shape.
+        Named ``"irunet"``, input ``"noisy"`` (and ``"sigma"`` of ``(None,) * ndim + (1,)``
+        with ``noise_map``), float32 output of the shape of ``"noisy"``.
     """
     check_ndim(ndim)
     check_positive("filters", filters)
     noisy = image_input(ndim, channels, "noisy")
-    x = conv(ndim, filters, 3, activation="relu", kernel_initializer=_HE)(noisy)
+    inputs = [noisy, image_input(ndim, 1, "sigma")] if noise_map else [noisy]
+    head_input = layers.Concatenate(name="inputs")(inputs) if noise_map else noisy
+    x = conv(ndim, filters, 3, activation="relu", kernel_initializer=_HE)(head_input)
     levels = []
     for _ in range(REDUCTIONS):
         x = inception_block(reduction_block(x, ndim, filters), ndim, filters)
@@ -124,4 +132,4 @@ def irunet(
         if stage in _DECODER_SKIPS:
             x = layers.Add()([x, levels[_DECODER_SKIPS[stage] - 1]])
     out = output_head(x, ndim, channels, final_activation=final_activation)
-    return keras.Model(noisy, out, name="irunet")
+    return keras.Model(inputs if noise_map else noisy, out, name="irunet")
