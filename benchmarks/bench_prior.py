@@ -128,13 +128,14 @@ class TestCase:
     reference: Any
 
 
-def test_cases(data: PriorData, sigma: float) -> list[TestCase]:
-    """The test arrays of ``data`` with Gaussian noise of ``sigma`` (seeded per array)."""
+def test_cases(data: PriorData, sigma: float, seed: int = 0) -> list[TestCase]:
+    """The test arrays of ``data`` with Gaussian noise of ``sigma`` (seeded per array and by
+    ``seed``)."""
     cases = []
     for i, source in enumerate(data.test):
         reference = make_normalizer(data.normalize).fit(source)
         clean = reference(source).astype(np.float32)
-        noisy = (clean + sigma * np.random.default_rng(100 + i).standard_normal(clean.shape)).astype(np.float32)
+        noisy = (clean + sigma * np.random.default_rng(100 + i + 1000 * seed).standard_normal(clean.shape)).astype(np.float32)
         cases.append(TestCase(clean, noisy, reference.inverse(noisy), noisy.mean(axis=-1), reference))
     return cases
 
@@ -153,13 +154,13 @@ def network_output(name: str, model: Any, case: TestCase, data: PriorData, tta: 
     return case.reference(out)
 
 
-def curve_callback(name: str, data: PriorData, sigma: float, every: int) -> Any:
+def curve_callback(name: str, data: PriorData, sigma: float, every: int, seed: int) -> Any:
     """A Keras callback that scores the network on the test data every ``every`` epochs:
     ``.points`` lists (epoch, seconds of training so far, test PSNR, SSIM); the scoring time
     is not counted as training."""
     import keras
 
-    cases = test_cases(data, sigma)
+    cases = test_cases(data, sigma, seed)
 
     class TestCurve(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
@@ -196,13 +197,13 @@ def train_network(name: str, data: PriorData, sigma: float, args: argparse.Names
         f"data.patch_shape=[{'' if args.ndim == 2 else f'{args.patch_depth}, '}{args.patch}, {args.patch}]",
         "data.batch_size=8",
         f"data.patches_per_epoch={args.patches}", "data.val_patches=32", "data.foreground=0.3",
-        f"epochs={args.epochs}", "optimizer.learning_rate=1e-3", "optimizer.schedule=cosine",
+        f"epochs={args.epochs}", f"seed={args.seed}", "optimizer.learning_rate=1e-3", "optimizer.schedule=cosine",
         "callbacks.image_panel=false", "callbacks.histogram_freq=0",
         f"run.root={root}", f"run.name={data.name}_{name}_sigma{sigma}", *data.overrides,
     ]
     if name == "unet":
         overrides.append("model.residual=true")  # ResPr-UNet's skip is its prior
-    curve = [curve_callback(name, data, sigma, args.curve_every)] if args.curve_every else []
+    curve = [curve_callback(name, data, sigma, args.curve_every, args.seed)] if args.curve_every else []
     result = train(load_config(overrides=overrides), verbose=2, callbacks=curve)
     import keras
 
@@ -256,15 +257,16 @@ def tune_classical(data: PriorData, sigma: float) -> dict[str, dict[str, float]]
 
 
 def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: PriorData,
-             sigma: float, bm3d: bool, tta: bool = False) -> dict[str, dict[str, float]]:
-    """Every method on every test array (all frames); scores over all of them. BM4D (each
-    frame a volume) where the test arrays have at least 4 slices; with ``tta`` the networks
-    also with test-time augmentation (rows ``... + tta``)."""
+             sigma: float, bm3d: bool, tta: bool = False, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Every method on every test array (all frames), with the test noise of ``seed``; scores
+    over all of them. BM4D (each frame a volume) where the test arrays have at least 4
+    slices; the networks in ``models`` (with ``tta`` also with test-time augmentation, rows
+    ``... + tta``)."""
     from resprunet.variational import bm3d_denoise, bm4d_denoise, spade_denoise, tv_denoise
 
     outputs: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    cases = test_cases(data, sigma)
+    cases = test_cases(data, sigma, seed)
     volumes = min(c.clean.shape[0] for c in cases) >= 4
     for case in cases:
         noisy, prior = case.noisy, case.prior
@@ -278,12 +280,12 @@ def evaluate(models: dict[str, Any], params: dict[str, dict[str, float]], data: 
             "tv": lambda: per_image(lambda f, p: tv_denoise(f, **params["tv"]), noisy, prior),
             "spade (prior)": lambda: per_image(lambda f, p: spade_denoise(f, p, **params["spade"]),
                                                noisy, prior),
-            "unet": lambda: model_output("unet"),
-            "respr_unet (prior)": lambda: model_output("respr_unet"),
         }
-        if tta:
-            methods["unet + tta"] = lambda: model_output("unet", True)
-            methods["respr_unet (prior) + tta"] = lambda: model_output("respr_unet", True)
+        for name, row in (("unet", "unet"), ("respr_unet", "respr_unet (prior)")):
+            if name in models:
+                methods[row] = lambda name=name: model_output(name)
+                if tta:
+                    methods[f"{row} + tta"] = lambda name=name: model_output(name, True)
         if bm3d:
             methods["bm3d (true sigma)"] = lambda: per_image(lambda f, p: bm3d_denoise(f, sigma),
                                                              noisy, prior)
@@ -317,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-every", type=int, default=0, metavar="EPOCHS",
                         help="score the networks on the test data every EPOCHS epochs (PSNR against "
                              "training time, in the JSON)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed and test noise (0: the recorded runs')")
+    parser.add_argument("--networks", nargs="+", choices=("unet", "respr_unet"), default=["unet", "respr_unet"])
     parser.add_argument("--name", default="prior", help="results file stem (bench_<name>_<cpu>_<date>.json)")
     args = parser.parse_args(argv)
     if args.ndim == 3 and (args.data is None or "spectral" in args.data):
@@ -339,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             data = builders[kind](folder)
             for sigma in args.sigma:
                 trained, training = {}, {}
-                for name in ("unet", "respr_unet"):
+                for name in args.networks:
                     trained[name], training[name] = train_network(name, data, sigma, args, folder / "runs")
                 params = tune_classical(data, sigma)
                 table = evaluate(trained, params, data, sigma, bm3d=bm_available("bm3d") and not args.quick,
-                                 tta=args.tta)
+                                 tta=args.tta, seed=args.seed)
                 results["datasets"].setdefault(kind, {})[str(sigma)] = {
                     "training": training, "classical_params": params, "table": table}
                 print(f"\n{kind}, sigma {sigma} (normalised units), test data, all frames")
