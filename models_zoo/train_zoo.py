@@ -90,13 +90,6 @@ IHC_LICENCE = (
     "Microscopy And Molecular Imaging (CMMI); 'No known copyright restrictions' per "
     "scikit-image's docstring."
 )
-# scikit-image's bundled RGB photographs the histology model also trains on (kind "ihc+photos").
-RGB_TRAIN_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
-PHOTO_LICENCE = (
-    " Also trained on (whole images, scikit-image's bundled data, licences per its docstrings): "
-    "astronaut (NASA, public domain), coffee (CC0, Rachel Michetti), chelsea (CC0, Stefan van der "
-    "Walt), rocket (SpaceX, public domain)."
-)
 CT_NORM = {"method": "ct", "window": [-1000.0, 400.0]}
 RGB_NORM = {"method": "fixed", "low": 0.0, "high": 255.0}
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
@@ -320,13 +313,9 @@ def _split_arrays(kind: str) -> dict[str, dict[str, np.ndarray]]:
             grey = rgb2gray(image) * 255.0 if image.ndim == 3 else image
             train[image_name] = np.asarray(grey, np.float32)[np.newaxis]
         return {"train": train, "val": {"cell_rows_420-500": cell[:, 420:500]}}
-    if kind in ("ihc", "ihc+photos"):  # (1, y, x, 3) RGB
+    if kind == "ihc":  # (1, y, x, 3) RGB
         ihc = np.asarray(skdata.immunohistochemistry(), np.float32)[np.newaxis]
-        train = {"ihc_rows_0-320": ihc[:, :320]}
-        if kind == "ihc+photos":
-            train.update({name: np.asarray(getattr(skdata, name)(), np.float32)[np.newaxis]
-                          for name in RGB_TRAIN_IMAGES})
-        return {"train": train, "val": {"ihc_rows_336-400": ihc[:, 336:400]}}
+        return {"train": {"ihc_rows_0-320": ihc[:, :320]}, "val": {"ihc_rows_336-400": ihc[:, 336:400]}}
     from pydicom.data import get_testdata_file
 
     train = {Path(name).stem: np.maximum(dp.read_volume(get_testdata_file(name)).array, -1024.0)

@@ -60,7 +60,7 @@ def _ihc_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+", choices=[n for n, s in SPECS.items() if s["train_files"] in
-                                                     ("mri", "ihc", "ihc+photos")])
+                                                     ("mri", "ihc")])
     parser.add_argument("--folder", type=Path, help="a candidate's folder (model.keras, card.yaml) "
                         "instead of the zoo's; one name only")
     parser.add_argument("--tta", action="store_true", help="with test-time augmentation (MRI only)")
