@@ -88,8 +88,11 @@ def train_config(method: str, noise: dict[str, Any], files: dict[str, list[str]]
     return TrainConfig.from_dict(values)
 
 
-def learned_denoiser(method: str, run_dir: Path, samples: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A function (1, y, x) source units -> (1, y, x) source units for a trained run."""
+def learned_denoiser(method: str, run_dir: Path, samples: int,
+                     tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A function (1, y, x) source units -> (1, y, x) source units for a trained run (``tta``:
+    the mean over the 8 flips and quarter turns, as ``resprunet denoise --tta``; not for
+    DivNoising)."""
     from resprunet import zoo
     from resprunet.inference import denoise_array
     from resprunet.training.data import make_normalizer
@@ -101,7 +104,7 @@ def learned_denoiser(method: str, run_dir: Path, samples: int) -> Callable[[np.n
         vae, _ = load_divnoising(run_dir)
         return lambda noisy: denoise_divnoising(vae, noisy, normalizer, samples=samples, progress=False)[0]
     model, _ = zoo.load_path(run_dir / "model.keras")
-    return lambda noisy: denoise_array(model, noisy, normalizer, progress=False)
+    return lambda noisy: denoise_array(model, noisy, normalizer, progress=False, tta=tta)
 
 
 def run_noise(label: str, noise_spec: dict[str, Any], methods: list[str], files: dict[str, list[str]],
@@ -116,6 +119,8 @@ def run_noise(label: str, noise_spec: dict[str, Any], methods: list[str], files:
         result = train(train_config(method, noise_spec, files, workdir / label, args), verbose=2)
         training[method] = round(time.perf_counter() - start, 1)
         denoisers[method] = learned_denoiser(method, result.run_dir, args.samples)
+        if args.tta and method != "divnoising":
+            denoisers[f"{method} + tta"] = learned_denoiser(method, result.run_dir, args.samples, tta=True)
     noise = dp.NoiseModel.from_dict(noise_spec)
     sigma, photons = float(noise_spec["sigma"]), noise_spec.get("photons")
     out: dict[str, Any] = {"training_seconds": training, "images": {}}
@@ -171,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="what N2V/N2V2 show at a masked pixel: a random neighbour or the neighbours' median")
     parser.add_argument("--samples", type=int, default=32, help="DivNoising posterior samples for the MMSE")
     parser.add_argument("--no-bm", action="store_true", help="skip BM3D")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score the U-Nets with test-time augmentation (rows 'METHOD + tta')")
     parser.add_argument("--tag", help="suffix of the results file (a run with another budget keeps today's)")
     args = parser.parse_args(argv)
     from models_zoo.train_zoo import split_files
