@@ -42,8 +42,8 @@ def _mri_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]
     reference = zoo.normalizer(card).fit(volume)
     clean = reference(volume).astype(np.float32)
     scores = {}
-    for seed, sigma in enumerate(MRI_SIGMAS):
-        noisy = clean + sigma * np.random.default_rng(7 + seed).standard_normal(clean.shape).astype(np.float32)
+    for index, sigma in enumerate(MRI_SIGMAS):
+        noisy = clean + sigma * np.random.default_rng(7 + index).standard_normal(clean.shape).astype(np.float32)
         denoised = reference(denoise_array(model, reference.inverse(noisy), zoo.normalizer(card),
                                            progress=False, tta=tta))
         scores[f"gaussian {sigma:g}"] = round(psnr(clean, denoised, 1.0), 3)
@@ -51,10 +51,9 @@ def _mri_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]
 
 
 def _ihc_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]:
+    """``tta`` must be False: zoo.evaluate runs the model plainly."""
     from resprunet import zoo
 
-    if tta:
-        raise SystemExit("--tta: only the MRI validation runs with test-time augmentation")
     return {f"gaussian {s}/255": zoo.evaluate(model, {**card, "evaluation": _ihc_recipe([336, 400], s, 3000 + s)})
             ["model"]["psnr"] for s in IHC_SIGMAS_255}
 
@@ -69,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.folder and len(args.names) != 1:
         parser.error("--folder scores one candidate: give one name")
+    if args.tta and any(SPECS[name]["train_files"] != "mri" for name in args.names):
+        parser.error("--tta: only the MRI validation runs with test-time augmentation")
     from resprunet import zoo
 
     for name in args.names:
