@@ -50,8 +50,7 @@ def _mri_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]
     return scores
 
 
-def _ihc_scores(model: Any, card: dict[str, Any], tta: bool) -> dict[str, float]:
-    """``tta`` must be False: zoo.evaluate runs the model plainly."""
+def _ihc_scores(model: Any, card: dict[str, Any]) -> dict[str, float]:
     from resprunet import zoo
 
     return {f"gaussian {s}/255": zoo.evaluate(model, {**card, "evaluation": _ihc_recipe([336, 400], s, 3000 + s)})
@@ -74,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in args.names:
         model, card = zoo.load_path((args.folder or zoo.path(name)) / zoo.MODEL_FILE)
-        score = _mri_scores if SPECS[name]["train_files"] == "mri" else _ihc_scores
-        values = score(model, card, args.tta)
+        values = (_mri_scores(model, card, args.tta) if SPECS[name]["train_files"] == "mri"
+                  else _ihc_scores(model, card))
         print(f"{name} ({args.folder or 'zoo'}{', tta' if args.tta else ''}): "
               + ", ".join(f"{k} {v:.2f} dB" for k, v in values.items())
               + f"; mean {np.mean(list(values.values())):.2f} dB", flush=True)
