@@ -235,28 +235,6 @@ def test_respr_unet_output_depends_on_noisy_input():
     assert not np.allclose(np.asarray(model(x)), np.asarray(model(y)))
 
 
-@pytest.mark.parametrize("name", ["unet", "respr_unet"])
-def test_leaky_relu_reaches_every_conv_unit_and_passes_negative_values(name, tmp_path):
-    """With ``activation="leaky_relu"`` no ReLU is left (a unit missed by the threading would
-    stay one), the same weights give another output than with ReLU (negative pre-activations
-    pass at slope 0.2), and the choice survives a ``.keras`` round trip."""
-    options = {**SMALL[name], "pooling": "conv", "upsampling": "transpose"}  # every conv-unit kind
-    relu = _randomise(models.build(name, ndim=2, **options))
-    leaky = models.build(name, ndim=2, activation="leaky_relu", **options)
-    activations = [layer.get_config()["activation"] for layer in leaky.layers
-                   if isinstance(layer, keras.layers.Activation)]
-    assert len(activations) == len([layer for layer in relu.layers if isinstance(layer, keras.layers.Activation)])
-    assert set(activations) == {"leaky_relu"}
-    leaky.set_weights(relu.get_weights())
-    x = _inputs(relu, 2)
-    out = np.asarray(leaky(x))
-    assert np.abs(out - np.asarray(relu(x))).max() > 1e-2
-    leaky.save(tmp_path / "leaky.keras")
-    np.testing.assert_array_equal(np.asarray(keras.models.load_model(tmp_path / "leaky.keras")(x)), out)
-    with pytest.raises(ValueError, match=r"activation='tanh'.*\['relu', 'leaky_relu'\]"):
-        models.build(name, ndim=2, activation="tanh", **SMALL[name])
-
-
 # --- saving and mixed precision -------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ def respr_unet(
     upsampling: str = "nearest",
     pooling: str = "max",
     final_activation: str | None = None,
-    activation: str = "relu",
 ) -> keras.Model:
     """Build a 2D or 3D ResPr-UNet: ``out = prior + unet(concat(noisy, prior))``.
 
@@ -33,7 +32,7 @@ def respr_unet(
         2 for images ``(batch, y, x, channels)``, 3 for volumes ``(batch, z, y, x, channels)``.
     channels : int
         Channels of each input and of the output.
-    filters, depth, batch_norm, upsampling, pooling, activation
+    filters, depth, batch_norm, upsampling, pooling
         As for :func:`~resprunet.models.unet.unet`; spatial sizes must be multiples of ``2**depth``.
     final_activation : {None, "sigmoid", "relu"}
         Applied last (after adding the prior).
@@ -44,7 +43,7 @@ def respr_unet(
         Named ``"respr_unet"``, called with ``{"noisy": x, "prior": p}`` (both of shape
         ``(batch,) + spatial + (channels,)``), float32 output of the same shape.
     """
-    check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation, activation)
+    check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation)
     noisy = image_input(ndim, channels, "noisy")
     prior = image_input(ndim, channels, "prior")
     both = layers.Concatenate(name="noisy_prior")([noisy, prior])
@@ -56,7 +55,6 @@ def respr_unet(
         batch_norm=batch_norm,
         upsampling=upsampling,
         pooling=pooling,
-        activation=activation,
     )
     out = output_head(features, ndim, channels, skip=prior, final_activation=final_activation)
     return keras.Model({"noisy": noisy, "prior": prior}, out, name="respr_unet")

@@ -19,18 +19,11 @@ from .blocks import (
 )
 
 UPSAMPLING = ("nearest", "linear", "transpose")
-ACTIVATIONS = ("relu", "leaky_relu")
 POOLING = ("max", "conv", "blur")
 
 
 def check_unet_options(
-    ndim: int,
-    depth: int,
-    filters: int,
-    upsampling: str,
-    pooling: str,
-    final_activation: str | None,
-    activation: str = "relu",
+    ndim: int, depth: int, filters: int, upsampling: str, pooling: str, final_activation: str | None
 ) -> None:
     """Validate the options shared by :func:`unet` and :func:`respr_unet`."""
     check_ndim(ndim)
@@ -39,7 +32,6 @@ def check_unet_options(
     check_choice("upsampling", upsampling, UPSAMPLING)
     check_choice("pooling", pooling, POOLING)
     check_choice("final_activation", final_activation, FINAL_ACTIVATIONS)
-    check_choice("activation", activation, ACTIVATIONS)
 
 
 def _smooth(x: KerasTensor, ndim: int) -> KerasTensor:
@@ -98,18 +90,17 @@ def linear_upsample(x: KerasTensor, ndim: int) -> KerasTensor:
 
 
 def _up_stage(
-    x: KerasTensor, ndim: int, width: int, out_width: int, batch_norm: bool, upsampling: str, activation: str
+    x: KerasTensor, ndim: int, width: int, out_width: int, batch_norm: bool, upsampling: str
 ) -> KerasTensor:
     """Leave a level of width ``width`` upwards, arriving with ``out_width`` channels."""
     if upsampling in ("nearest", "linear"):
         # The original ResPr-UNet order: the channel-reducing 3x3 conv runs at the coarse
         # resolution, then nearest upsampling (same weights as upsample-then-conv, less compute).
-        x = conv_unit(x, ndim, out_width, batch_norm=batch_norm, activation=activation)
+        x = conv_unit(x, ndim, out_width, batch_norm=batch_norm)
         return upsample(ndim)(x) if upsampling == "nearest" else linear_upsample(x, ndim)
-    x = conv_unit(x, ndim, width, batch_norm=batch_norm, activation=activation)
+    x = conv_unit(x, ndim, width, batch_norm=batch_norm)
     return conv_unit(
-        x, ndim, out_width, kernel_size=2, strides=2, batch_norm=batch_norm, transpose=True,
-        activation=activation,
+        x, ndim, out_width, kernel_size=2, strides=2, batch_norm=batch_norm, transpose=True
     )
 
 
@@ -123,7 +114,6 @@ def unet_features(
     upsampling: str,
     pooling: str,
     top_skip: bool = True,
-    activation: str = "relu",
 ) -> KerasTensor:
     """The U-Net trunk: encoder, bottom and decoder, returning ``filters`` feature channels.
 
@@ -136,8 +126,7 @@ def unet_features(
     finer width, then 2x nearest/linear upsampling; ``"transpose"``: 3x3 conv unit, then a 2x2 stride-2 transposed
     conv unit to the finer width), concatenated with the skip (except at the finest level
     when not ``top_skip``). The finest decoder level ends
-    with two 3x3 conv units of ``filters`` channels. A conv unit is conv, optional batch norm, then
-    ``activation``.
+    with two 3x3 conv units of ``filters`` channels. A conv unit is conv, optional batch norm, ReLU.
 
     Parameters
     ----------
@@ -145,7 +134,7 @@ def unet_features(
         ``(batch,) + spatial + (c,)``, spatial sizes multiples of ``2**depth``.
     ndim : int
         Spatial dimensions, 2 or 3.
-    depth, filters, batch_norm, upsampling, pooling, top_skip, activation
+    depth, filters, batch_norm, upsampling, pooling, top_skip
         As for :func:`unet`.
 
     Returns
@@ -156,23 +145,22 @@ def unet_features(
     widths = [filters * 2**level for level in range(depth + 1)]
     skips = []
     for level in range(depth):
-        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm, activation=activation)
-        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm, activation=activation)
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
         skips.append(x)
         if pooling == "max":
             x = max_pool(ndim)(x)
         elif pooling == "blur":
             x = blur_pool(x, ndim)
         else:
-            x = conv_unit(x, ndim, widths[level], kernel_size=2, strides=2, batch_norm=batch_norm,
-                          activation=activation)
+            x = conv_unit(x, ndim, widths[level], kernel_size=2, strides=2, batch_norm=batch_norm)
     for level in range(depth, 0, -1):
-        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm, activation=activation)
-        x = _up_stage(x, ndim, widths[level], widths[level - 1], batch_norm, upsampling, activation)
+        x = conv_unit(x, ndim, widths[level], batch_norm=batch_norm)
+        x = _up_stage(x, ndim, widths[level], widths[level - 1], batch_norm, upsampling)
         if level > 1 or top_skip:
             x = layers.Concatenate()([skips[level - 1], x])
-    x = conv_unit(x, ndim, widths[0], batch_norm=batch_norm, activation=activation)
-    return conv_unit(x, ndim, widths[0], batch_norm=batch_norm, activation=activation)
+    x = conv_unit(x, ndim, widths[0], batch_norm=batch_norm)
+    return conv_unit(x, ndim, widths[0], batch_norm=batch_norm)
 
 
 def unet(
@@ -189,7 +177,6 @@ def unet(
     noise_map: bool = False,
     context: int = 0,
     top_skip: bool = True,
-    activation: str = "relu",
 ) -> keras.Model:
     """Build a 2D or 3D U-Net denoiser.
 
@@ -234,11 +221,6 @@ def unet(
     top_skip : bool
         Concatenate the full-resolution encoder features into the last decoder level (the
         U-Net's top skip connection); N2V2 drops it.
-    activation : {"relu", "leaky_relu"}
-        Of every conv unit. ``"leaky_relu"`` (Keras' slope 0.2 below zero) keeps a unit's
-        gradient alive when its input turns negative for every voxel: with ReLU a 3D MRI
-        U-Net trained 240 epochs at learning rate 2e-3 lost its last full-resolution channels
-        one by one and collapsed to returning its input at epoch 64.
 
     Returns
     -------
@@ -247,7 +229,7 @@ def unet(
         ``"sigma"`` of ``(None,) * ndim + (1,)`` with ``noise_map``, ``"context"`` with
         ``context``), float32 output of the shape of ``"noisy"``.
     """
-    check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation, activation)
+    check_unet_options(ndim, depth, filters, upsampling, pooling, final_activation)
     if context and ndim != 2:
         raise ValueError(f"context (neighbouring slices as channels) is for 2D models; got ndim={ndim}")
     check_positive("context", context + 1)
@@ -266,7 +248,6 @@ def unet(
         upsampling=upsampling,
         pooling=pooling,
         top_skip=top_skip,
-        activation=activation,
     )
     out = output_head(
         features,
