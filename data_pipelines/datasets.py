@@ -37,7 +37,8 @@ from .errors import InvalidDataError, ShapeMismatchError
 from .lazy import LazyPart, LazyPrepared, statistics_blocks
 from .noise import GaussianNoise, NoiseModel
 from .normalize import Normalizer
-from .patches import augment_slab, choose_corner, count_patches, foreground_fraction, pad_to_shape, pad_widths
+from .patches import (augment_slab, check_gamma_range, choose_corner, count_patches, foreground_fraction, pad_to_shape,
+                      pad_widths, random_gamma)
 from .priors import neighbour_slice_prior_tf, neighbour_weights
 from .store import VolumeStore, content_key, spill
 from .volume import Volume, is_lazy_array
@@ -243,7 +244,7 @@ class _PatchSampler:
 
     def __init__(
         self, store: VolumeStore, spec: _Spec, noise: NoiseModel | None, foreground: float | None, augment: bool,
-        to_model: Sequence[tuple[float, float]] | None = None,
+        to_model: Sequence[tuple[float, float]] | None = None, gamma: tuple[float, float] | None = None,
     ) -> None:
         self.store = store
         self.to_model = list(to_model or [(0.0, 1.0)] * len(store.arrays))
@@ -251,6 +252,7 @@ class _PatchSampler:
         self.noise = noise
         self.foreground = foreground
         self.augment = augment
+        self.gamma = gamma
         sizes = np.array([np.prod(s[:3], dtype=np.float64) for s in store.shapes])
         self.weights = sizes / sizes.sum()
 
@@ -275,6 +277,8 @@ class _PatchSampler:
         slab, valid = self.store.read(volume, corner, crop, self.spec.margin)  # type: ignore[arg-type]
         if self.augment:
             slab, valid = augment_slab(rng, slab, valid, flip_z=self.spec.ndim == 3)
+        if self.gamma is not None:  # the clean signal only: make_dataset refuses it with real noisy data
+            slab = random_gamma(rng, slab, self.gamma)
         slab, valid = np.ascontiguousarray(slab, np.float32), np.ascontiguousarray(valid)
         sigma = 0.0
         if self.spec.real_noisy:
@@ -398,6 +402,7 @@ def make_dataset(
     context: int = 0,
     channels: int = 1,
     blindspot: BlindSpot | None = None,
+    gamma: Sequence[float] | None = None,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(inputs, clean)`` training or validation patches.
 
@@ -489,6 +494,12 @@ def make_dataset(
         :meth:`~data_pipelines.blindspot.BlindSpot.training_pair` with a fresh mask per
         element and epoch (a fixed one per element when not ``training``). Not with
         ``noisy``, a prior, ``noise_level`` or ``context``.
+    gamma : (low, high), optional
+        Contrast augmentation of training patches (not validation): each clean patch goes
+        through a gamma curve with ``g`` log-uniform in ``[low, high]`` that keeps its minimum
+        and maximum (:func:`~data_pipelines.patches.random_gamma`), before noise is added and
+        the prior computed, so a model trained on one contrast (a T1 template) sees others.
+        Synthetic noise only: not with ``noisy``, ``blindspot`` or an external ``prior``.
 
     Returns
     -------
@@ -539,6 +550,10 @@ def make_dataset(
         raise ValueError("context (neighbouring slices as channels) cannot be combined with a prior")
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
+    gamma_range = None if gamma is None else check_gamma_range(gamma)
+    if gamma_range is not None and (noise is None or (prior is not None and not isinstance(prior, str))):
+        raise ValueError("gamma changes the contrast of clean volumes before synthetic noise is added: not with "
+                         "noisy volumes (real pairs, blind-spot) or an external prior, which it would not match")
     if channels > 1 and prior == "temporal":
         raise ValueError("channels > 1 (colour images) cannot be combined with prior='temporal' (frames)")
     if noise_level and not isinstance(noise, GaussianNoise):
@@ -589,7 +604,8 @@ def make_dataset(
     if patches_per_epoch is None:
         patches_per_epoch = sum(count_patches(s[:3], spec.crop) for s in store.shapes)
     n = int(np.ceil(max(int(patches_per_epoch), 1) / batch_size)) * batch_size
-    sampler = _PatchSampler(store, spec, noise, foreground, augment and training, to_model)
+    sampler = _PatchSampler(store, spec, noise, foreground, augment and training, to_model,
+                            gamma_range if training else None)
     ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training).take(n).enumerate()
     ds = ds.map(_element_fn(sampler), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:

@@ -8,7 +8,7 @@ are zeros and marked invalid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -171,6 +171,39 @@ def crop_slab(
 def count_patches(shape: tuple[int, ...], crop: tuple[int, ...]) -> int:
     """Patches needed to cover a volume about once: ``ceil(prod(shape) / prod(crop))``."""
     return int(np.ceil(np.prod(shape, dtype=np.float64) / np.prod(crop, dtype=np.float64)))
+
+
+def check_gamma_range(gamma: Sequence[float]) -> tuple[float, float]:
+    """``(low, high)`` of a random-gamma range if ``0 < low <= high``, else ``ValueError``."""
+    values = tuple(gamma)
+    if (len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values)
+            or not 0 < values[0] <= values[1]):
+        raise ValueError(f"gamma={list(values)!r} must be [low, high] with 0 < low <= high")
+    return float(values[0]), float(values[1])
+
+
+def random_gamma(rng: np.random.Generator, slab: np.ndarray, gamma: tuple[float, float]) -> np.ndarray:
+    """A random contrast change of a clean (depth, py, px[, c]) slab by a gamma curve.
+
+    ``g`` is drawn log-uniformly from ``gamma = (low, high)``; with ``lo``, ``hi`` the slab's
+    minimum and maximum (over all channels), every voxel ``x`` becomes
+    ``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g``: the range is kept, mid tones are
+    darkened (``g > 1``) or brightened (``g < 1``), as MONAI's ``RandAdjustContrast``
+    does. Applied to the clean signal before noise is added, so the noise keeps its model.
+    A flat slab is returned unchanged (``g`` is drawn all the same, so later draws do not
+    depend on the content).
+
+    Returns
+    -------
+    np.ndarray
+        float32, the shape of ``slab``.
+    """
+    g = float(np.exp(rng.uniform(np.log(gamma[0]), np.log(gamma[1]))))
+    lo, hi = float(np.min(slab)), float(np.max(slab))
+    if hi <= lo:
+        return np.asarray(slab, np.float32)
+    unit = (np.asarray(slab, np.float32) - lo) / (hi - lo)
+    return (lo + (hi - lo) * np.power(unit, g)).astype(np.float32)
 
 
 def augment_slab(

@@ -19,6 +19,7 @@ from data_pipelines.patches import (
     crop_slab,
     foreground_fraction,
     pad_to_shape,
+    random_gamma,
 )
 from data_pipelines.priors import neighbour_slice_prior
 from data_pipelines.store import VolumeStore, content_key, spill
@@ -253,6 +254,48 @@ def test_augment_slab_flips_consistently() -> None:
 
 
 # ---------------------------------------------------------------- out of core
+
+
+def test_random_gamma_keeps_the_range_and_follows_the_curve() -> None:
+    slab = _phantom((2, 8, 8)) * 3.0 - 1.0  # range [-1, 2]: the curve works on any units
+    out = random_gamma(np.random.default_rng(0), slab, (2.0, 2.0))
+    expected = -1.0 + 3.0 * ((slab + 1.0) / 3.0) ** 2
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(2.0)
+    assert np.abs(out - slab).max() > 0.2  # mid tones moved
+    drawn = [float(np.median(random_gamma(np.random.default_rng(s), slab, (0.5, 2.0)))) for s in range(40)]
+    assert min(drawn) < np.median(slab) - 0.1 < np.median(slab) + 0.1 < max(drawn)  # both directions
+    flat = np.full((1, 4, 4), 0.3, np.float32)
+    np.testing.assert_array_equal(random_gamma(np.random.default_rng(0), flat, (0.5, 2.0)), flat)
+
+
+def test_gamma_changes_training_clean_patches_only_and_before_the_noise() -> None:
+    """Same seed with and without ``gamma=(2, 2)``: the training targets are the gamma curve of
+    the plain run's (crops and flips drawn first), the noisy input is that target plus noise,
+    and the validation set is untouched."""
+    volume = _phantom((12, 32, 32))
+    kwargs = {"patch_shape": (4, 16, 16), "batch_size": 4, "noise": GaussianNoise(SIGMA), "seed": 3}
+    (plain_noisy, plain), = _batches(make_dataset([volume], **kwargs))
+    (noisy, clean), = _batches(make_dataset([volume], gamma=(2.0, 2.0), **kwargs))
+    for before, after in zip(plain, clean):
+        lo, hi = before.min(), before.max()
+        np.testing.assert_allclose(after, lo + (hi - lo) * ((before - lo) / (hi - lo)) ** 2, atol=1e-5)
+    assert np.abs(clean - plain).max() > 0.1
+    assert (noisy - clean).std() == pytest.approx(SIGMA, rel=0.1)
+    val = {"training": False, "patches_per_epoch": 4}
+    (_, val_plain), = _batches(make_dataset([volume], **kwargs, **val))
+    (_, val_gamma), = _batches(make_dataset([volume], gamma=(2.0, 2.0), **kwargs, **val))
+    np.testing.assert_array_equal(val_gamma, val_plain)
+
+
+def test_gamma_is_refused_where_it_cannot_apply() -> None:
+    volume = _phantom((8, 16, 16))
+    with pytest.raises(ValueError, match=r"gamma=\[0.0, 1.0\] must be \[low, high\] with 0 < low <= high"):
+        make_dataset([volume], patch_shape=(4, 8, 8), gamma=(0.0, 1.0))
+    with pytest.raises(ValueError, match="not with noisy volumes"):
+        make_dataset([volume], patch_shape=(4, 8, 8), noisy=[volume], noise=None, gamma=(0.5, 2.0))
+    with pytest.raises(ValueError, match="not with noisy volumes"):
+        make_dataset([volume], patch_shape=(4, 8, 8), prior=[volume], gamma=(0.5, 2.0))
 
 
 def test_lazy_disk_store_gives_the_same_batches(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ def test_overrides_are_typed():
         ("epochs", ["key.subkey=value"]),
         ("optimizer.clipnorm=0", ["optimizer.clipnorm", "> 0"]),
         ("optimizer.clipnorm=big", ["optimizer.clipnorm", "number"]),
+        ("data.gamma=[2, 1]", ["data.gamma", "0 < low <= high"]),
+        ("data.gamma=[0, 1]", ["data.gamma", "0 < low <= high"]),
+        ("data.gamma=[1]", ["data.gamma", "[low, high]"]),
     ],
 )
 def test_bad_overrides_name_the_key(override, words):
@@ -62,6 +65,13 @@ def test_bad_overrides_name_the_key(override, words):
         load_config(overrides=[override])
     for word in words:
         assert word in str(err.value)
+
+
+def test_gamma_only_where_clean_volumes_get_synthetic_noise():
+    assert load_config(overrides=["data.gamma=[0.5, 2]"]).data.gamma == [0.5, 2]
+    for extra in ("method=n2v2", "data.prior=file"):
+        with pytest.raises(ConfigError, match="data.gamma .*not with method=.* or prior: file"):
+            load_config(overrides=["data.gamma=[0.5, 2]", extra])
 
 
 def test_model_option_keeps_its_type(tmp_path):

@@ -91,6 +91,11 @@ class DataConfig:
         Passed to ``make_dataset(foreground=...)``: how strongly patches favour foreground.
     augment : bool
         Random flips (and rotations where isotropic) of training patches.
+    gamma : [low, high] or None
+        Contrast augmentation of training patches: a gamma curve with exponent drawn
+        log-uniformly in [low, high] on each clean patch, keeping its minimum and maximum,
+        before noise is added (``make_dataset(gamma=...)``). Supervised runs with synthetic
+        noise only, not with ``prior: file``. None: off.
     simulate_noise : dict or None
         Blind-spot methods and DivNoising only. None: ``train``/``val`` are noisy volumes, used as they are
         (``noise`` is not used: no noise is ever added). A noise spec (as ``noise``): they are
@@ -121,6 +126,7 @@ class DataConfig:
     val_patches: int = 16
     foreground: float = 0.0
     augment: bool = True
+    gamma: list[float] | None = None
     simulate_noise: dict[str, Any] | None = None
 
 
@@ -350,6 +356,8 @@ def validate(config: TrainConfig) -> None:
                 f"config {key}={shape} has {len(shape)} axes, expected model.ndim="
                 f"{config.model.ndim}"
             )
+    if config.data.gamma is not None:
+        _validate_gamma(config)
     if config.method in BLINDSPOT_METHODS:
         _validate_blindspot(config)
     if config.method in NOISY_ONLY_METHODS:
@@ -362,6 +370,19 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"config callbacks.profile_batch={profile} must be [first, last] with 1 <= first <= last"
         )
+
+
+def _validate_gamma(config: TrainConfig) -> None:
+    """``data.gamma``: a valid range, in a run that adds synthetic noise to clean volumes."""
+    from data_pipelines.patches import check_gamma_range
+
+    try:
+        check_gamma_range(config.data.gamma)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config data.{err}") from err
+    if config.method in NOISY_ONLY_METHODS or config.data.prior == "file":
+        raise ConfigError(f"config data.gamma changes clean volumes before synthetic noise: not with method="
+                          f"{config.method} or prior: file")
 
 
 def _validate_blindspot(config: TrainConfig) -> None:

@@ -342,6 +342,7 @@ def dataset_options(config: DataConfig) -> dict[str, Any]:
         "prior_options": dict(config.prior_options),
         "normalizer": make_normalizer(config.normalize),
         "foreground": config.foreground,
+        "gamma": config.gamma,
     }
 
 
